@@ -1,0 +1,6 @@
+"""bnn2onnx: binarized neural networks as ONNX with bit-packed custom ops for onnxruntime."""
+
+from bnn2onnx.runtime import inference_session, library_path, session_options
+
+__all__ = ["inference_session", "library_path", "session_options"]
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The binary ops: their schema constants, the shared bit packing, and the numpy reference (docs/ops.md)."""

@@ -1,0 +1,43 @@
+"""Running models that use the bnn2onnx ops: the packaged custom-op library and onnxruntime sessions with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+
+LIBRARY_NAME = "libbnn2onnx_ops.so"
+# The library asks onnxruntime for this C API version at registration (docs/ops.md, "Runtime requirements").
+MIN_ONNXRUNTIME = "1.21"
+
+
+def library_path() -> Path:
+    """Path of the custom-op library installed inside the package by `pip install .`."""
+    path = Path(__file__).resolve().parent / "lib" / LIBRARY_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"bnn2onnx custom-op library not found at {path}; install the package with `pip install .` "
+            "(running from a source checkout without installing it has no compiled library)")
+    return path
+
+
+def session_options(intra_op_num_threads: int | None = None,
+                    options: ort.SessionOptions | None = None) -> ort.SessionOptions:
+    """SessionOptions (new, or the given ones) with the bnn2onnx ops registered."""
+    options = options if options is not None else ort.SessionOptions()
+    if intra_op_num_threads is not None:
+        options.intra_op_num_threads = intra_op_num_threads
+    options.register_custom_ops_library(str(library_path()))
+    return options
+
+
+def inference_session(model: str | Path | bytes | onnx.ModelProto, intra_op_num_threads: int | None = None,
+                      options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+    """An onnxruntime CPU session for `model` (path, serialized bytes or ModelProto) with the bnn2onnx ops."""
+    if isinstance(model, onnx.ModelProto):
+        model = model.SerializeToString()
+    elif isinstance(model, Path):
+        model = str(model)
+    return ort.InferenceSession(model, session_options(intra_op_num_threads, options),
+                                providers=["CPUExecutionProvider"])

@@ -1,0 +1,62 @@
+#include "bitpacking.h"
+
+#include <algorithm>
+
+namespace bnn2onnx {
+namespace {
+// Pixels packed per block: the block's words stay in L1 while all channels of the word are read row by row.
+constexpr int64_t kPixelBlock = 256;
+}  // namespace
+
+void PackChannels(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin, int64_t p_end,
+                  Word* out, int64_t out_stride, int64_t out_offset) {
+  Word block[kPixelBlock];
+  for (int64_t p0 = p_begin; p0 < p_end; p0 += kPixelBlock) {
+    const int64_t n = std::min(kPixelBlock, p_end - p0);
+    for (int64_t w = 0; w < WordsFor(count); ++w) {
+      std::fill(block, block + n, Word{0});
+      const int64_t bits = std::min(kWordBits, count - w * kWordBits);
+      for (int64_t b = 0; b < bits; ++b) {
+        const float* row = x + (c_begin + w * kWordBits + b) * pixels + p0;
+        for (int64_t i = 0; i < n; ++i) block[i] |= SignBit(row[i]) << b;
+      }
+      for (int64_t i = 0; i < n; ++i) out[(p0 + i) * out_stride + out_offset + w] = block[i];
+    }
+  }
+}
+
+void ExtractChannels(const Word* in, int64_t in_stride, int64_t c_begin, int64_t count, int64_t p_begin,
+                     int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset) {
+  const int64_t shift = c_begin % kWordBits;
+  for (int64_t p = p_begin; p < p_end; ++p) {
+    const Word* src = in + p * in_stride + c_begin / kWordBits;
+    const int64_t src_words = in_stride - c_begin / kWordBits;  // readable words from src on
+    for (int64_t w = 0; w < WordsFor(count); ++w) {
+      const uint64_t lo = src[w];
+      const uint64_t hi = w + 1 < src_words ? src[w + 1] : 0;
+      const Word bits = static_cast<Word>(((hi << kWordBits) | lo) >> shift);
+      out[p * out_stride + out_offset + w] = bits & ValidBits(count, w);
+    }
+  }
+}
+
+void UnpackChannels(const Word* in, int64_t in_stride, int64_t channels, int64_t pixels, int64_t p_begin,
+                    int64_t p_end, float* out) {
+  for (int64_t c = 0; c < channels; ++c) {
+    const int64_t w = c / kWordBits;
+    const int64_t b = c % kWordBits;
+    float* row = out + c * pixels;
+    for (int64_t p = p_begin; p < p_end; ++p) row[p] = (in[p * in_stride + w] >> b) & 1u ? -1.0f : 1.0f;
+  }
+}
+
+bool TailBitsClear(const Word* words, int64_t rows, int64_t words_per_row, int64_t channels) {
+  if (words_per_row == 0) return true;
+  const Word tail = ~ValidBits(channels, words_per_row - 1);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (words[r * words_per_row + words_per_row - 1] & tail) return false;
+  }
+  return true;
+}
+
+}  // namespace bnn2onnx

@@ -1,0 +1,35 @@
+// Conversions between float tensors (channel-major, as ONNX lays them out) and packed words (channel-last).
+// Every function works on a range of pixels so callers can split the work across threads.
+#pragma once
+
+#include <cstdint>
+
+#include "bit_convention.h"
+
+namespace bnn2onnx {
+
+// Packs channels [c_begin, c_begin + count) of one image `x` (float [C, pixels], channel-major) for pixels
+// [p_begin, p_end): words go to out[p * out_stride + out_offset + w], w < WordsFor(count), tail bits 0.
+void PackChannels(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin, int64_t p_end,
+                  Word* out, int64_t out_stride, int64_t out_offset);
+
+// Copies channels [c_begin, c_begin + count) of packed pixels (in_stride words each) into their own zero-tailed
+// words at out[p * out_stride + out_offset + w], for pixels [p_begin, p_end).
+void ExtractChannels(const Word* in, int64_t in_stride, int64_t c_begin, int64_t count, int64_t p_begin,
+                     int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset);
+
+// Unpacks `channels` channels of packed pixels [p_begin, p_end) (in_stride words each) into float +-1
+// at out[c * pixels + p] (channel-major). Tail bits are ignored.
+void UnpackChannels(const Word* in, int64_t in_stride, int64_t channels, int64_t pixels, int64_t p_begin,
+                    int64_t p_end, float* out);
+
+// Mask of the valid bits of word `w` for a tensor of `channels` channels.
+inline Word ValidBits(int64_t channels, int64_t w) {
+  const int64_t used = channels - w * kWordBits;
+  return used >= kWordBits ? ~Word{0} : (Word{1} << used) - 1;
+}
+
+// True when every row of `words_per_row` words (holding `channels` channels) has its tail bits clear.
+bool TailBitsClear(const Word* words, int64_t rows, int64_t words_per_row, int64_t channels);
+
+}  // namespace bnn2onnx

@@ -1,0 +1,307 @@
+// BinaryConv2D (docs/ops.md): a 2-D convolution of +-1 activations with +-1 weights by xor/popcount.
+//
+// Per output pixel and group, the receptive field is gathered into one packed patch (padded taps as +1, i.e.
+// zero words) and xor-popcounted against every filter of the group. One padding is then already exact; zero
+// padding subtracts, per padded tap, what a +1 input would have contributed there (precomputed per filter tap).
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
+#include "bitpacking.h"
+#include "op_common.h"
+#include "ops.h"
+#include "output_stage.h"
+#include "xor_popcount.h"
+
+namespace bnn2onnx {
+namespace {
+
+struct ConvGeometry {
+  int64_t channels_in = 0, group = 1, channels_per_group = 0, words_per_group = 0;
+  int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  bool one_padding = false;
+  std::optional<std::vector<int64_t>> kernel_shape;
+};
+
+std::vector<int64_t> PositivePair(const Attributes& attributes, const char* name) {
+  const std::vector<int64_t> values = attributes.Ints(name, {1, 1});
+  Check(values.size() == 2, "attribute '", name, "' must have 2 values, got ", ShapeStr(values));
+  for (int64_t v : values) Check(v >= 1 && v <= kMaxDim, "attribute '", name, "' values must be in [1, ", kMaxDim,
+                                 "], got ", ShapeStr(values));
+  return values;
+}
+
+ConvGeometry ReadGeometry(const Attributes& attributes) {
+  ConvGeometry g;
+  g.channels_in = attributes.RequiredInt("channels_in");
+  Check(g.channels_in >= 1 && g.channels_in <= kMaxDim, "attribute 'channels_in' must be in [1, ", kMaxDim,
+        "], got ", g.channels_in);
+  g.group = attributes.Int("group", 1);
+  Check(g.group >= 1 && g.channels_in % g.group == 0, "attribute 'group'=", g.group,
+        " must be >= 1 and divide channels_in=", g.channels_in);
+  g.channels_per_group = g.channels_in / g.group;
+  g.words_per_group = WordsFor(g.channels_per_group);
+  const std::vector<int64_t> strides = PositivePair(attributes, "strides");
+  const std::vector<int64_t> dilations = PositivePair(attributes, "dilations");
+  g.stride_h = strides[0], g.stride_w = strides[1];
+  g.dilation_h = dilations[0], g.dilation_w = dilations[1];
+  const std::vector<int64_t> pads = attributes.Ints("pads", {0, 0, 0, 0});
+  Check(pads.size() == 4, "attribute 'pads' must have 4 values [top, left, bottom, right], got ", ShapeStr(pads));
+  for (int64_t p : pads) Check(p >= 0 && p <= kMaxDim, "attribute 'pads' values must be in [0, ", kMaxDim,
+                               "], got ", ShapeStr(pads));
+  g.pad_top = pads[0], g.pad_left = pads[1], g.pad_bottom = pads[2], g.pad_right = pads[3];
+  const int64_t pad_value = attributes.Int("pad_value", 0);
+  Check(pad_value == 0 || pad_value == 1, "attribute 'pad_value' must be 0 (zero padding) or 1 (+1 padding), got ",
+        pad_value);
+  g.one_padding = pad_value == 1;
+  g.kernel_shape = attributes.OptionalInts("kernel_shape");
+  return g;
+}
+
+// The packed filter plus, per filter tap, what a tap of all-+1 input contributes: Cg - 2 * popcount(w_tap).
+struct PackedFilter {
+  int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
+  std::vector<Word> bits;        // [O, KH, KW, words_per_group]
+  std::vector<int32_t> tap_sum;  // [O, KH * KW]
+
+  int64_t Taps() const { return kernel_h * kernel_w; }
+};
+
+PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
+  CheckType(w, "weights (input 1)", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
+  CheckRank(w, "weights (input 1)", 4);
+  PackedFilter f;
+  f.out_channels = w.shape[0], f.kernel_h = w.shape[1], f.kernel_w = w.shape[2];
+  Check(f.out_channels >= 1 && f.out_channels % g.group == 0, "weights (input 1) shape ", ShapeStr(w.shape),
+        ": output channels must be >= 1 and a multiple of group=", g.group);
+  Check(f.kernel_h >= 1 && f.kernel_w >= 1 && f.kernel_h <= kMaxDim && f.kernel_w <= kMaxDim,
+        "weights (input 1) shape ", ShapeStr(w.shape), ": kernel size must be >= 1");
+  Check(w.shape[3] == g.words_per_group, "weights (input 1) shape ", ShapeStr(w.shape), " has ", w.shape[3],
+        " words per tap but channels_in=", g.channels_in, "/group=", g.group, " needs ", g.words_per_group);
+  if (g.kernel_shape) {
+    Check(*g.kernel_shape == std::vector<int64_t>{f.kernel_h, f.kernel_w}, "attribute 'kernel_shape' ",
+          ShapeStr(*g.kernel_shape), " does not match weights shape ", ShapeStr(w.shape));
+  }
+  Check(f.Taps() * g.channels_per_group <= kMaxAccumulatorBits, "a receptive field of ", f.Taps(), " taps x ",
+        g.channels_per_group, " channels exceeds the 2^30 accumulator range");
+  const int64_t rows = f.out_channels * f.Taps();
+  CheckedProduct(w.shape, "weights (input 1)");
+  Check(TailBitsClear(w.As<Word>(), rows, g.words_per_group, g.channels_per_group),
+        "weights (input 1) have bits set beyond channels_in/group=", g.channels_per_group,
+        " in a tap's last word; padding bits must be 0");
+  f.bits.assign(w.As<Word>(), w.As<Word>() + w.size);
+  f.tap_sum.resize(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    int32_t negatives = 0;
+    for (int64_t i = 0; i < g.words_per_group; ++i) negatives += __builtin_popcount(f.bits[r * g.words_per_group + i]);
+    f.tap_sum[r] = static_cast<int32_t>(g.channels_per_group) - 2 * negatives;
+  }
+  return f;
+}
+
+// Output size along one axis; the padded input must hold at least one dilated kernel.
+int64_t OutputSize(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t kernel, int64_t dilation,
+                   int64_t stride, const char* axis) {
+  const int64_t span = (kernel - 1) * dilation + 1;
+  Check(in + pad_begin + pad_end >= span, "the dilated kernel (", span, ") is larger than the padded input ",
+        axis, " (", in, " + pads ", pad_begin, "+", pad_end, ")");
+  return (in + pad_begin + pad_end - span) / stride + 1;
+}
+
+class BinaryConv2D {
+ public:
+  static constexpr const char* kName = "BinaryConv2D";
+  static constexpr std::array<ONNXTensorElementDataType, 4> kInputTypes = {
+      ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
+      ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED};
+  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+
+  static void InferShape(const ShapeInference& s) {
+    const bool packed_out = s.Int("packed_output").value_or(0) == 1;
+    const bool packed_in = s.InputType(0) == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    Dims x = s.InputDims(0).value_or(Dims(4)), w = s.InputDims(1).value_or(Dims(4));
+    if (x.size() != 4) x = Dims(4);
+    if (w.size() != 4) w = Dims(4);
+    const Dim out_h = WindowOutputDim(s, x[packed_in ? 1 : 2], 0, w[1]);
+    const Dim out_w = WindowOutputDim(s, x[packed_in ? 2 : 3], 1, w[2]);
+    if (packed_out) {
+      s.SetOutput(ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, {x[0], out_h, out_w, WordsDim(w[0])});
+    } else {
+      s.SetOutput(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {x[0], w[0], out_h, out_w});
+    }
+  }
+
+  explicit BinaryConv2D(const OrtKernelInfo* info)
+      : geometry_(ReadGeometry(Attributes(info))),
+        spec_(ReadOutputSpec(Attributes(info))),
+        xor_popcount_(XorPopcountFor(SelectIsa())) {
+    CheckDeclaredParamTypes(info, spec_);
+    if (const auto x_type = DeclaredInputType(info, 0)) {
+      Check(*x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || *x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
+            "input (input 0) must be float or packed int32, got ", TypeName(*x_type));
+    }
+    if (const auto w = ConstantInput(info, 1)) filter_ = PrepareFilter(*w, geometry_);
+    const auto first = ConstantInput(info, 2), second = ConstantInput(info, 3);
+    if (filter_ && first && second) params_.emplace(spec_, *first, *second, filter_->out_channels);
+  }
+
+  void Compute(Ort::KernelContext& ctx) {
+    const TensorIn x = ReadInput(ctx, 0);
+    const PackedFilter local_filter = filter_ ? PackedFilter{} : PrepareFilter(ReadInput(ctx, 1), geometry_);
+    const PackedFilter& filter = filter_ ? *filter_ : local_filter;
+    const std::optional<OutputParams> local_params =
+        params_ ? std::nullopt
+                : std::optional<OutputParams>(std::in_place, spec_, ReadInput(ctx, 2), ReadInput(ctx, 3),
+                                              filter.out_channels);
+    const OutputParams& params = params_ ? *params_ : *local_params;
+    Run(ctx, x, filter, params);
+  }
+
+ private:
+  // Where group g of pixel p starts: base + p * pixel_stride + g * words_per_group.
+  struct PackedInput {
+    const Word* base = nullptr;
+    int64_t pixel_stride = 0;
+    std::vector<Word> storage;  // used when the input had to be packed or regrouped
+  };
+
+  PackedInput PrepareInput(Ort::KernelContext& ctx, const TensorIn& x, int64_t batch, int64_t height,
+                           int64_t width) const {
+    const ConvGeometry& g = geometry_;
+    PackedInput in;
+    const bool packed = x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    const bool groups_word_aligned = g.group == 1 || g.channels_per_group % kWordBits == 0;
+    if (packed && groups_word_aligned) {
+      in.base = x.As<Word>();
+      in.pixel_stride = WordsFor(g.channels_in);
+      return in;
+    }
+    // Each group's channels start on a word boundary so the patch gather can copy whole words.
+    in.pixel_stride = g.group * g.words_per_group;
+    in.storage.resize(static_cast<size_t>(batch * height * width * in.pixel_stride));
+    Word* out = in.storage.data();
+    const int64_t pixels = height * width;
+    ParallelFor(ctx, static_cast<size_t>(batch * height), [&](size_t row) {
+      const int64_t n = static_cast<int64_t>(row) / height;
+      const int64_t p_begin = (static_cast<int64_t>(row) % height) * width;
+      for (int64_t grp = 0; grp < g.group; ++grp) {
+        const int64_t c_begin = grp * g.channels_per_group;
+        const int64_t offset = grp * g.words_per_group;
+        Word* image_out = out + n * pixels * in.pixel_stride;
+        if (packed) {
+          const int64_t in_stride = WordsFor(g.channels_in);
+          ExtractChannels(x.As<Word>() + n * pixels * in_stride, in_stride, c_begin, g.channels_per_group, p_begin,
+                          p_begin + width, image_out, in.pixel_stride, offset);
+        } else {
+          PackChannels(x.As<float>() + n * g.channels_in * pixels, pixels, c_begin, g.channels_per_group, p_begin,
+                       p_begin + width, image_out, in.pixel_stride, offset);
+        }
+      }
+    });
+    in.base = in.storage.data();
+    return in;
+  }
+
+  void Run(Ort::KernelContext& ctx, const TensorIn& x, const PackedFilter& f, const OutputParams& params) const {
+    const ConvGeometry& g = geometry_;
+    CheckRank(x, "input (input 0)", 4);
+    int64_t batch = x.shape[0], height, width;
+    if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+      Check(x.shape[1] == g.channels_in, "float input (input 0) shape ", ShapeStr(x.shape), " has ", x.shape[1],
+            " channels but channels_in=", g.channels_in);
+      height = x.shape[2], width = x.shape[3];
+    } else {
+      Check(x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "input (input 0) must be float [N,C,H,W] or packed ",
+            "int32 [N,H,W,words], got ", TypeName(x.type));
+      Check(x.shape[3] == WordsFor(g.channels_in), "packed input (input 0) shape ", ShapeStr(x.shape), " has ",
+            x.shape[3], " words per pixel but channels_in=", g.channels_in, " needs ", WordsFor(g.channels_in));
+      height = x.shape[1], width = x.shape[2];
+    }
+    CheckedProduct(x.shape, "input (input 0)");
+    const int64_t out_h = OutputSize(height, g.pad_top, g.pad_bottom, f.kernel_h, g.dilation_h, g.stride_h, "height");
+    const int64_t out_w = OutputSize(width, g.pad_left, g.pad_right, f.kernel_w, g.dilation_w, g.stride_w, "width");
+    const int64_t out_c = f.out_channels;
+    const bool packed_out = params.spec().mode == OutputMode::kPacked;
+    const std::vector<int64_t> out_shape = packed_out ? std::vector<int64_t>{batch, out_h, out_w, WordsFor(out_c)}
+                                                      : std::vector<int64_t>{batch, out_c, out_h, out_w};
+    CheckedProduct(out_shape, "output");
+    Ort::UnownedValue y = ctx.GetOutput(0, out_shape);
+    if (batch == 0) return;
+    float* y_float = packed_out ? nullptr : y.GetTensorMutableData<float>();
+    Word* y_packed = packed_out ? reinterpret_cast<Word*>(y.GetTensorMutableData<int32_t>()) : nullptr;
+
+    const PackedInput in = PrepareInput(ctx, x, batch, height, width);
+    const int64_t taps = f.Taps();
+    const int64_t tap_words = g.words_per_group;
+    const int64_t patch_words = taps * tap_words;
+    const int64_t out_per_group = out_c / g.group;
+    const int32_t full_field = static_cast<int32_t>(taps * g.channels_per_group);
+
+    ParallelFor(ctx, static_cast<size_t>(batch * out_h), [&](size_t task) {
+      const int64_t n = static_cast<int64_t>(task) / out_h;
+      const int64_t oh = static_cast<int64_t>(task) % out_h;
+      std::vector<Word> patch(static_cast<size_t>(patch_words));
+      std::vector<int64_t> padded_taps;
+      padded_taps.reserve(static_cast<size_t>(taps));
+      std::vector<int32_t> acc(static_cast<size_t>(out_w * out_c));  // [ow][o]
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        for (int64_t grp = 0; grp < g.group; ++grp) {
+          padded_taps.clear();
+          for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
+            const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+            for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
+              const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+              const int64_t tap = kh * f.kernel_w + kw;
+              Word* dst = patch.data() + tap * tap_words;
+              if (ih < 0 || ih >= height || iw < 0 || iw >= width) {
+                std::fill(dst, dst + tap_words, Word{0});  // +1 inputs
+                padded_taps.push_back(tap);
+              } else {
+                const Word* src = in.base + ((n * height + ih) * width + iw) * in.pixel_stride + grp * tap_words;
+                std::memcpy(dst, src, static_cast<size_t>(tap_words) * sizeof(Word));
+              }
+            }
+          }
+          const int64_t o_begin = grp * out_per_group;
+          int32_t* counts = acc.data() + ow * out_c + o_begin;
+          xor_popcount_(patch.data(), f.bits.data() + o_begin * patch_words, patch_words, out_per_group, patch_words,
+                        counts);
+          for (int64_t o = 0; o < out_per_group; ++o) {
+            int32_t value = full_field - 2 * counts[o];
+            if (!g.one_padding) {
+              for (int64_t tap : padded_taps) value -= f.tap_sum[(o_begin + o) * taps + tap];
+            }
+            counts[o] = value;
+          }
+        }
+      }
+      if (packed_out) {
+        const int64_t out_words = WordsFor(out_c);
+        for (int64_t ow = 0; ow < out_w; ++ow) {
+          params.WriteBits(acc.data() + ow * out_c, 0, out_c, y_packed + ((n * out_h + oh) * out_w + ow) * out_words);
+        }
+      } else {
+        for (int64_t o = 0; o < out_c; ++o) {
+          float* dst = y_float + ((n * out_c + o) * out_h + oh) * out_w;
+          for (int64_t ow = 0; ow < out_w; ++ow) dst[ow] = params.FloatValue(o, acc[ow * out_c + o]);
+        }
+      }
+    });
+  }
+
+  ConvGeometry geometry_;
+  OutputSpec spec_;
+  XorPopcountFn xor_popcount_;
+  std::optional<PackedFilter> filter_;   // when the weights are a constant initializer
+  std::optional<OutputParams> params_;   // when inputs 2 and 3 are constant initializers
+};
+
+}  // namespace
+
+const OrtCustomOp* BinaryConv2DOp() {
+  static const CustomOp<BinaryConv2D> op;
+  return &op;
+}
+
+}  // namespace bnn2onnx

@@ -1,0 +1,144 @@
+// BinaryDense (docs/ops.md): y[n, m] from the +-1 dot product of row n of X with row m of W, by xor/popcount.
+#include <algorithm>
+#include <optional>
+
+#include "bitpacking.h"
+#include "op_common.h"
+#include "ops.h"
+#include "output_stage.h"
+#include "xor_popcount.h"
+
+namespace bnn2onnx {
+namespace {
+
+// Output channels per task; a multiple of the word size so each task writes whole packed words.
+constexpr int64_t kChannelBlock = 64;
+
+struct PackedMatrix {
+  int64_t rows = 0;
+  std::vector<Word> bits;  // [rows, WordsFor(channels_in)]
+};
+
+PackedMatrix PrepareWeights(const TensorIn& w, int64_t channels_in) {
+  CheckType(w, "weights (input 1)", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
+  CheckRank(w, "weights (input 1)", 2);
+  const int64_t words = WordsFor(channels_in);
+  Check(w.shape[0] >= 1 && w.shape[0] <= kMaxDim, "weights (input 1) shape ", ShapeStr(w.shape),
+        ": output channels must be in [1, ", kMaxDim, "]");
+  Check(w.shape[1] == words, "weights (input 1) shape ", ShapeStr(w.shape), " has ", w.shape[1],
+        " words per row but channels_in=", channels_in, " needs ", words);
+  Check(TailBitsClear(w.As<Word>(), w.shape[0], words, channels_in), "weights (input 1) have bits set beyond ",
+        "channels_in=", channels_in, " in a row's last word; padding bits must be 0");
+  return PackedMatrix{w.shape[0], std::vector<Word>(w.As<Word>(), w.As<Word>() + w.size)};
+}
+
+class BinaryDense {
+ public:
+  static constexpr const char* kName = "BinaryDense";
+  static constexpr std::array<ONNXTensorElementDataType, 4> kInputTypes = {
+      ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
+      ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED};
+  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+
+  static void InferShape(const ShapeInference& s) {
+    const bool packed_out = s.Int("packed_output").value_or(0) == 1;
+    Dims x = s.InputDims(0).value_or(Dims(2)), w = s.InputDims(1).value_or(Dims(2));
+    const Dim batch = x.size() == 2 ? x[0] : Dim{};
+    const Dim out_c = w.size() == 2 ? w[0] : Dim{};
+    if (packed_out) {
+      s.SetOutput(ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, {batch, WordsDim(out_c)});
+    } else {
+      s.SetOutput(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {batch, out_c});
+    }
+  }
+
+  explicit BinaryDense(const OrtKernelInfo* info)
+      : spec_(ReadOutputSpec(Attributes(info))), xor_popcount_(XorPopcountFor(SelectIsa())) {
+    channels_in_ = Attributes(info).RequiredInt("channels_in");
+    Check(channels_in_ >= 1 && channels_in_ <= kMaxAccumulatorBits, "attribute 'channels_in' must be in [1, ",
+          kMaxAccumulatorBits, "], got ", channels_in_);
+    CheckDeclaredParamTypes(info, spec_);
+    if (const auto x_type = DeclaredInputType(info, 0)) {
+      Check(*x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || *x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
+            "input (input 0) must be float or packed int32, got ", TypeName(*x_type));
+    }
+    if (const auto w = ConstantInput(info, 1)) weights_ = PrepareWeights(*w, channels_in_);
+    const auto first = ConstantInput(info, 2), second = ConstantInput(info, 3);
+    if (weights_ && first && second) params_.emplace(spec_, *first, *second, weights_->rows);
+  }
+
+  void Compute(Ort::KernelContext& ctx) {
+    const TensorIn x = ReadInput(ctx, 0);
+    const PackedMatrix local_weights = weights_ ? PackedMatrix{} : PrepareWeights(ReadInput(ctx, 1), channels_in_);
+    const PackedMatrix& w = weights_ ? *weights_ : local_weights;
+    const std::optional<OutputParams> local_params =
+        params_ ? std::nullopt
+                : std::optional<OutputParams>(std::in_place, spec_, ReadInput(ctx, 2), ReadInput(ctx, 3), w.rows);
+    Run(ctx, x, w, params_ ? *params_ : *local_params);
+  }
+
+ private:
+  void Run(Ort::KernelContext& ctx, const TensorIn& x, const PackedMatrix& w, const OutputParams& params) const {
+    CheckRank(x, "input (input 0)", 2);
+    const int64_t batch = x.shape[0];
+    const int64_t words = WordsFor(channels_in_);
+    std::vector<Word> packed_storage;
+    const Word* rows = nullptr;
+    if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+      Check(x.shape[1] == channels_in_, "float input (input 0) shape ", ShapeStr(x.shape), " has ", x.shape[1],
+            " channels but channels_in=", channels_in_);
+      packed_storage.resize(static_cast<size_t>(CheckedProduct({batch, words}, "packed input")));
+      for (int64_t n = 0; n < batch; ++n) {
+        // A row of [N, K] is one pixel whose K channels are contiguous (pixel count 1).
+        PackChannels(x.As<float>() + n * channels_in_, 1, 0, channels_in_, 0, 1, packed_storage.data() + n * words,
+                     words, 0);
+      }
+      rows = packed_storage.data();
+    } else {
+      Check(x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "input (input 0) must be float [N,K] or packed int32 ",
+            "[N,words], got ", TypeName(x.type));
+      Check(x.shape[1] == words, "packed input (input 0) shape ", ShapeStr(x.shape), " has ", x.shape[1],
+            " words per row but channels_in=", channels_in_, " needs ", words);
+      rows = x.As<Word>();
+    }
+    const bool packed_out = params.spec().mode == OutputMode::kPacked;
+    const int64_t out_c = w.rows;
+    const std::vector<int64_t> out_shape{batch, packed_out ? WordsFor(out_c) : out_c};
+    CheckedProduct(out_shape, "output");
+    Ort::UnownedValue y = ctx.GetOutput(0, out_shape);
+    if (batch == 0) return;
+    float* y_float = packed_out ? nullptr : y.GetTensorMutableData<float>();
+    Word* y_packed = packed_out ? reinterpret_cast<Word*>(y.GetTensorMutableData<int32_t>()) : nullptr;
+    const int64_t blocks = (out_c + kChannelBlock - 1) / kChannelBlock;
+    const int32_t full = static_cast<int32_t>(channels_in_);
+
+    ParallelFor(ctx, static_cast<size_t>(batch * blocks), [&](size_t task) {
+      const int64_t n = static_cast<int64_t>(task) / blocks;
+      const int64_t o_begin = (static_cast<int64_t>(task) % blocks) * kChannelBlock;
+      const int64_t count = std::min(kChannelBlock, out_c - o_begin);
+      int32_t acc[kChannelBlock];
+      xor_popcount_(rows + n * words, w.bits.data() + o_begin * words, words, count, words, acc);
+      for (int64_t i = 0; i < count; ++i) acc[i] = full - 2 * acc[i];
+      if (packed_out) {
+        params.WriteBits(acc, o_begin, count, y_packed + n * WordsFor(out_c) + o_begin / kWordBits);
+      } else {
+        for (int64_t i = 0; i < count; ++i) y_float[n * out_c + o_begin + i] = params.FloatValue(o_begin + i, acc[i]);
+      }
+    });
+  }
+
+  OutputSpec spec_;
+  XorPopcountFn xor_popcount_;
+  int64_t channels_in_ = 0;
+  std::optional<PackedMatrix> weights_;
+  std::optional<OutputParams> params_;
+};
+
+}  // namespace
+
+const OrtCustomOp* BinaryDenseOp() {
+  static const CustomOp<BinaryDense> op;
+  return &op;
+}
+
+}  // namespace bnn2onnx

@@ -1,0 +1,112 @@
+// BinaryMaxPool2D (docs/ops.md): max-pooling of +-1 values on packed data. The max of +-1 values is -1 only
+// when every value is -1, so with bit 1 = -1 the pooled word is the AND of the window's words.
+#include <algorithm>
+
+#include "bitpacking.h"
+#include "op_common.h"
+#include "ops.h"
+
+namespace bnn2onnx {
+namespace {
+
+std::vector<int64_t> PairAttribute(const Attributes& attributes, const char* name, std::vector<int64_t> fallback,
+                                   int64_t min) {
+  const std::vector<int64_t> values = attributes.Ints(name, std::move(fallback));
+  Check(values.size() == 2, "attribute '", name, "' must have 2 values, got ", ShapeStr(values));
+  for (int64_t v : values) {
+    Check(v >= min && v <= kMaxDim, "attribute '", name, "' values must be in [", min, ", ", kMaxDim, "], got ",
+          ShapeStr(values));
+  }
+  return values;
+}
+
+class BinaryMaxPool2D {
+ public:
+  static constexpr const char* kName = "BinaryMaxPool2D";
+  static constexpr std::array<ONNXTensorElementDataType, 1> kInputTypes = {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32};
+  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+
+  static void InferShape(const ShapeInference& s) {
+    Dims x = s.InputDims(0).value_or(Dims(4));
+    if (x.size() != 4) x = Dims(4);
+    const std::vector<int64_t> kernel = s.Ints("kernel_shape").value_or(std::vector<int64_t>{});
+    const Dim kh = kernel.size() == 2 ? Dim{kernel[0], {}} : Dim{}, kw = kernel.size() == 2 ? Dim{kernel[1], {}} : Dim{};
+    s.SetOutput(ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
+                {x[0], WindowOutputDim(s, x[1], 0, kh), WindowOutputDim(s, x[2], 1, kw), x[3]});
+  }
+
+  explicit BinaryMaxPool2D(const OrtKernelInfo* info) {
+    const Attributes attributes(info);
+    channels_ = attributes.RequiredInt("channels");
+    Check(channels_ >= 1 && channels_ <= kMaxDim, "attribute 'channels' must be in [1, ", kMaxDim, "], got ",
+          channels_);
+    Check(attributes.OptionalInts("kernel_shape").has_value(), "required attribute 'kernel_shape' is missing");
+    kernel_ = PairAttribute(attributes, "kernel_shape", {}, 1);
+    strides_ = PairAttribute(attributes, "strides", {1, 1}, 1);
+    dilations_ = PairAttribute(attributes, "dilations", {1, 1}, 1);
+    pads_ = attributes.Ints("pads", {0, 0, 0, 0});
+    Check(pads_.size() == 4, "attribute 'pads' must have 4 values [top, left, bottom, right], got ",
+          ShapeStr(pads_));
+    for (size_t i = 0; i < 4; ++i) {
+      // As ONNX MaxPool requires: a pad smaller than the kernel keeps every window on real input.
+      Check(pads_[i] >= 0 && pads_[i] < kernel_[i % 2], "attribute 'pads' ", ShapeStr(pads_),
+            " must be >= 0 and smaller than kernel_shape ", ShapeStr(kernel_));
+    }
+    Check(attributes.Int("ceil_mode", 0) == 0, "ceil_mode=1 is not supported; pad explicitly instead");
+  }
+
+  void Compute(Ort::KernelContext& ctx) const {
+    const TensorIn x = ReadInput(ctx, 0);
+    CheckRank(x, "input", 4);
+    CheckedProduct(x.shape, "input");
+    const int64_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], words = x.shape[3];
+    Check(words == WordsFor(channels_), "input shape ", ShapeStr(x.shape), " has ", words,
+          " words per pixel but channels=", channels_, " needs ", WordsFor(channels_));
+    const int64_t out_h = OutSize(height, pads_[0] + pads_[2], 0);
+    const int64_t out_w = OutSize(width, pads_[1] + pads_[3], 1);
+    const std::vector<int64_t> out_shape{batch, out_h, out_w, words};
+    CheckedProduct(out_shape, "output");
+    Word* y = reinterpret_cast<Word*>(ctx.GetOutput(0, out_shape).GetTensorMutableData<int32_t>());
+    const Word* in = x.As<Word>();
+    ParallelFor(ctx, static_cast<size_t>(batch * out_h), [&](size_t task) {
+      const int64_t n = static_cast<int64_t>(task) / out_h;
+      const int64_t oh = static_cast<int64_t>(task) % out_h;
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        Word* dst = y + ((n * out_h + oh) * out_w + ow) * words;
+        std::fill(dst, dst + words, ~Word{0});
+        for (int64_t kh = 0; kh < kernel_[0]; ++kh) {
+          const int64_t ih = oh * strides_[0] - pads_[0] + kh * dilations_[0];
+          if (ih < 0 || ih >= height) continue;
+          for (int64_t kw = 0; kw < kernel_[1]; ++kw) {
+            const int64_t iw = ow * strides_[1] - pads_[1] + kw * dilations_[1];
+            if (iw < 0 || iw >= width) continue;
+            const Word* src = in + ((n * height + ih) * width + iw) * words;
+            for (int64_t w = 0; w < words; ++w) dst[w] &= src[w];
+          }
+        }
+        // A window that saw no input (possible only with dilation) stays all -1, like max over nothing = -inf.
+        dst[words - 1] &= ValidBits(channels_, words - 1);
+      }
+    });
+  }
+
+ private:
+  int64_t OutSize(int64_t in, int64_t pads, size_t axis) const {
+    const int64_t span = (kernel_[axis] - 1) * dilations_[axis] + 1;
+    Check(in + pads >= span, "the dilated kernel (", span, ") is larger than the padded input (", in, " + pads ",
+          pads, ")");
+    return (in + pads - span) / strides_[axis] + 1;
+  }
+
+  int64_t channels_ = 0;
+  std::vector<int64_t> kernel_, strides_, dilations_, pads_;
+};
+
+}  // namespace
+
+const OrtCustomOp* BinaryMaxPool2DOp() {
+  static const CustomOp<BinaryMaxPool2D> op;
+  return &op;
+}
+
+}  // namespace bnn2onnx

@@ -1,0 +1,229 @@
+// What every op kernel shares: error reporting, attribute reading, tensor access, ORT's thread pool, and the
+// adaptor that turns a kernel class into an OrtCustomOp. Errors are exceptions inside a kernel and become an
+// onnxruntime status at the C boundary (Guard), so no exception ever crosses into onnxruntime.
+#pragma once
+
+#define ORT_API_MANUAL_INIT
+#include <onnxruntime_cxx_api.h>
+#undef ORT_API_MANUAL_INIT
+
+#include <array>
+#include <exception>
+#include <mutex>
+#include <type_traits>
+#include <cstdint>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace bnn2onnx {
+
+// The ops' domain and the oldest OrtApi version they need (onnxruntime 1.21).
+inline constexpr const char* kDomain = "bnn2onnx";
+inline constexpr uint32_t kMinOrtApiVersion = 21;
+
+// Bounds that keep every size computation far from overflow: no dimension, channel count, kernel size,
+// stride or pad may exceed kMaxDim, and a +-1 dot product never exceeds kMaxAccumulatorBits terms.
+inline constexpr int64_t kMaxDim = int64_t{1} << 24;
+inline constexpr int64_t kMaxAccumulatorBits = int64_t{1} << 30;
+
+// A model or input that breaks an op's contract. The message names the problem and quotes the values;
+// Guard prefixes the op name.
+class OpError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+template <class... Args>
+std::string Str(const Args&... args) {
+  std::ostringstream out;
+  (out << ... << args);
+  return out.str();
+}
+
+std::string ShapeStr(const std::vector<int64_t>& shape);
+
+template <class... Args>
+[[noreturn]] void Fail(const Args&... args) {
+  throw OpError(Str(args...));
+}
+
+template <class... Args>
+void Check(bool condition, const Args&... args) {
+  if (!condition) Fail(args...);
+}
+
+// Runs f and converts any exception into an onnxruntime status "[op] message".
+template <class F>
+OrtStatus* Guard(const char* op, F&& f) noexcept {
+  const OrtApi& api = Ort::GetApi();
+  try {
+    f();
+    return nullptr;
+  } catch (const OpError& e) {
+    return api.CreateStatus(ORT_INVALID_ARGUMENT, Str("[", op, "] ", e.what()).c_str());
+  } catch (const Ort::Exception& e) {
+    return api.CreateStatus(e.GetOrtErrorCode(), Str("[", op, "] ", e.what()).c_str());
+  } catch (const std::bad_alloc&) {
+    return api.CreateStatus(ORT_FAIL, Str("[", op, "] out of memory").c_str());
+  } catch (const std::exception& e) {
+    return api.CreateStatus(ORT_FAIL, Str("[", op, "] ", e.what()).c_str());
+  }
+}
+
+// Attribute access with defaults. A present attribute of the wrong type is an error, never a silent default.
+class Attributes {
+ public:
+  explicit Attributes(const OrtKernelInfo* info) : info_(info) {}
+
+  std::optional<int64_t> OptionalInt(const char* name) const;
+  std::optional<std::vector<int64_t>> OptionalInts(const char* name) const;
+  std::optional<std::string> OptionalString(const char* name) const;
+
+  int64_t Int(const char* name, int64_t fallback) const { return OptionalInt(name).value_or(fallback); }
+  int64_t RequiredInt(const char* name) const;
+  std::vector<int64_t> Ints(const char* name, std::vector<int64_t> fallback) const {
+    return OptionalInts(name).value_or(std::move(fallback));
+  }
+  std::string String(const char* name, std::string fallback) const {
+    return OptionalString(name).value_or(std::move(fallback));
+  }
+
+ private:
+  const OrtKernelInfo* info_;
+};
+
+// A read-only view of one input tensor.
+struct TensorIn {
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  std::vector<int64_t> shape;
+  int64_t size = 0;
+  const void* data = nullptr;
+
+  template <class T>
+  const T* As() const { return static_cast<const T*>(data); }
+};
+
+TensorIn ReadInput(Ort::KernelContext& ctx, size_t index);
+// The input if the model stores it as a constant initializer (known at session creation).
+std::optional<TensorIn> ConstantInput(const OrtKernelInfo* info, size_t index);
+// The element type the graph declares for an input, if it is known at session creation.
+std::optional<ONNXTensorElementDataType> DeclaredInputType(const OrtKernelInfo* info, size_t index);
+
+const char* TypeName(ONNXTensorElementDataType type);
+
+// Shape checks that quote what they saw.
+void CheckRank(const TensorIn& t, const char* what, size_t rank);
+void CheckType(const TensorIn& t, const char* what, ONNXTensorElementDataType type);
+void CheckVector(const TensorIn& t, const char* what, ONNXTensorElementDataType type, int64_t length);
+
+// Product of dimensions; throws instead of overflowing (absurd shapes must not wrap around).
+int64_t CheckedProduct(const std::vector<int64_t>& dims, const char* what);
+
+// Runs body(i) for i in [0, total) on the session's intra-op thread pool. An exception in any task (e.g. a
+// failed allocation) is caught on its thread and rethrown here once all tasks are done, so it never unwinds
+// through onnxruntime's thread pool.
+template <class F>
+void ParallelFor(Ort::KernelContext& ctx, size_t total, F&& body) {
+  if (total == 0) return;
+  if (total == 1) {
+    body(size_t{0});
+    return;
+  }
+  struct Shared {
+    std::remove_reference_t<F>* body;
+    std::mutex mutex;
+    std::exception_ptr error;
+  } shared{&body, {}, nullptr};
+  ctx.ParallelFor(
+      [](void* data, size_t i) {
+        auto* s = static_cast<Shared*>(data);
+        try {
+          (*s->body)(i);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(s->mutex);
+          if (!s->error) s->error = std::current_exception();
+        }
+      },
+      total, 0, &shared);
+  if (shared.error) std::rethrow_exception(shared.error);
+}
+
+// One dimension seen by shape inference: a value (>= 0), a symbol, or unknown (value < 0, empty symbol).
+struct Dim {
+  int64_t value = -1;
+  std::string symbol;
+
+  bool Known() const { return value >= 0; }
+};
+using Dims = std::vector<Dim>;
+class ShapeInference;
+
+// Output length of a sliding window (conv, pool) along spatial axis 0 (height) or 1 (width), from the node's
+// strides/dilations/pads attributes; unknown when anything it needs is unknown or invalid.
+Dim WindowOutputDim(const ShapeInference& s, const Dim& in, size_t axis, const Dim& kernel);
+// The words needed for a known channel count.
+Dim WordsDim(const Dim& channels);
+
+// Graph-time type and shape inference for one node (the C API directly: the C++ wrapper drops element types).
+// Lenient by design: whatever it cannot work out becomes an unknown dimension, and the kernel's constructor,
+// which runs next, reports the actual problem.
+class ShapeInference {
+ public:
+  explicit ShapeInference(OrtShapeInferContext* ctx) : ctx_(ctx) {}
+
+  ONNXTensorElementDataType InputType(size_t index) const;
+  // The input's dimensions; std::nullopt when its rank is unknown.
+  std::optional<Dims> InputDims(size_t index) const;
+  std::optional<int64_t> Int(const char* name) const;
+  std::optional<std::vector<int64_t>> Ints(const char* name) const;
+  // Unknown dimensions get fresh symbols, so no two of them claim to be equal.
+  void SetOutput(ONNXTensorElementDataType type, const Dims& dims) const;
+
+ private:
+  OrtShapeInferContext* ctx_;
+};
+
+// Turns a kernel class into an OrtCustomOp. A kernel class provides:
+//   static constexpr const char* kName;
+//   static constexpr std::array<ONNXTensorElementDataType, N> kInputTypes;  (UNDEFINED = checked by the kernel)
+//   static constexpr ONNXTensorElementDataType kOutputType;                 (UNDEFINED = set by InferShape)
+//   static void InferShape(const ShapeInference&);   output type and shape at graph resolution
+//   explicit Kernel(const OrtKernelInfo*);            validates attributes and constant inputs
+//   void Compute(Ort::KernelContext&);
+template <class Kernel>
+struct KernelAdaptor {
+  explicit KernelAdaptor(const OrtKernelInfo* info) : kernel(info) {}
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) {
+    return Guard(Kernel::kName, [&] {
+      Ort::KernelContext ctx(context);
+      kernel.Compute(ctx);
+    });
+  }
+  Kernel kernel;
+};
+
+template <class Kernel>
+struct CustomOp : Ort::CustomOpBase<CustomOp<Kernel>, KernelAdaptor<Kernel>, /*WithStatus=*/true> {
+  CustomOp() {
+    // CustomOpBase only wires InferOutputShapeFn for the C++ wrapper's context type; ours needs element types.
+    this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* ctx) -> OrtStatusPtr {
+      return Guard(Kernel::kName, [&] { Kernel::InferShape(ShapeInference(ctx)); });
+    };
+  }
+  const char* GetName() const { return Kernel::kName; }
+  size_t GetInputTypeCount() const { return Kernel::kInputTypes.size(); }
+  ONNXTensorElementDataType GetInputType(size_t index) const { return Kernel::kInputTypes[index]; }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return Kernel::kOutputType; }
+
+  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
+    *kernel = nullptr;
+    return Guard(Kernel::kName, [&] { *kernel = new KernelAdaptor<Kernel>(info); });
+  }
+};
+
+}  // namespace bnn2onnx
