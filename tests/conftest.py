@@ -1,0 +1,5 @@
+import sys
+from pathlib import Path
+
+# The test helpers (op_cases.py) live beside the tests; the package itself is the installed one.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
