@@ -34,7 +34,8 @@ def test_library_exports_only_register_custom_ops() -> None:
     assert [s for s in symbols if not re.fullmatch(r"[0-9a-f]+|[A-Za-z]", s)] == ["RegisterCustomOps"]
 
 
-GET_API = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_uint32)
+# Pointers travel as integers (c_size_t): ctypes cannot return c_void_p from a callback cleanly.
+GET_API = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_uint32)
 GET_VERSION = ctypes.CFUNCTYPE(ctypes.c_char_p)
 
 
@@ -51,8 +52,8 @@ def test_older_runtime_gets_an_error_status_not_a_crash() -> None:
     real = runtime.OrtGetApiBase().contents
 
     @GET_API
-    def old_get_api(version: int) -> int | None:
-        return real.GetApi(version) if version <= 20 else None
+    def old_get_api(version: int) -> int:
+        return real.GetApi(version) if version <= 20 else 0
 
     @GET_VERSION
     def old_version() -> bytes:
