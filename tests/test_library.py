@@ -36,7 +36,8 @@ def test_library_exports_only_register_custom_ops() -> None:
 
 # Pointers travel as integers (c_size_t): ctypes cannot return c_void_p from a callback cleanly.
 GET_API = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_uint32)
-GET_VERSION = ctypes.CFUNCTYPE(ctypes.c_char_p)
+GET_VERSION = ctypes.CFUNCTYPE(ctypes.c_size_t)
+OLD_VERSION = ctypes.create_string_buffer(b"1.20.1")
 
 
 class OrtApiBase(ctypes.Structure):
@@ -56,8 +57,8 @@ def test_older_runtime_gets_an_error_status_not_a_crash() -> None:
         return real.GetApi(version) if version <= 20 else 0
 
     @GET_VERSION
-    def old_version() -> bytes:
-        return b"1.20.1"
+    def old_version() -> int:
+        return ctypes.addressof(OLD_VERSION)
 
     fake = OrtApiBase(old_get_api, old_version)
     library = ctypes.CDLL(str(bnn2onnx.library_path()))
