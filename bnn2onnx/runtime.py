@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import onnx
@@ -13,7 +14,13 @@ MIN_ONNXRUNTIME = "1.21"
 
 
 def library_path() -> Path:
-    """Path of the custom-op library installed inside the package by `pip install .`."""
+    """Path of the custom-op library: BNN2ONNX_LIBRARY if set (e.g. a sanitizer build), else the one installed
+    inside the package by `pip install .`."""
+    override = os.environ.get("BNN2ONNX_LIBRARY")
+    if override:
+        if not Path(override).is_file():
+            raise FileNotFoundError(f"BNN2ONNX_LIBRARY={override} is not a file")
+        return Path(override)
     path = Path(__file__).resolve().parent / "lib" / LIBRARY_NAME
     if not path.is_file():
         raise FileNotFoundError(

@@ -32,6 +32,7 @@ class Case:
     independent_model: onnx.ModelProto
     independent_feeds: dict[str, np.ndarray]
     independent_as_reference: Callable[[np.ndarray], np.ndarray] = field(default=lambda y: y)
+    features: set[str] = field(default_factory=set)  # what this case exercises (see REQUIRED_FEATURES)
 
 
 def _model(nodes: list[onnx.NodeProto], inputs: dict[str, np.ndarray], initializers: dict[str, np.ndarray],
@@ -110,6 +111,13 @@ def _output_stage_constants(first: np.ndarray, second: np.ndarray, packed: bool,
     return {"first": first.reshape(per_channel), "second": second.reshape(per_channel)}
 
 
+def _common_features(batch: int, channels_in: int, packed_in: bool, packed_out: bool,
+                     runtime_params: bool) -> set[str]:
+    return ({"batch > 1"} if batch > 1 else set()) | ({"odd channels"} if channels_in % 2 else set()) | {
+        "packed input" if packed_in else "float input", "packed output" if packed_out else "float output",
+        "weights as runtime inputs" if runtime_params else "constant weights"}
+
+
 def bitpack_case(rng: np.random.Generator) -> Case:
     rank = int(rng.integers(2, 5))
     shape = (int(rng.integers(1, 4)), int(rng.choice(CHANNELS))) + tuple(int(d) for d in rng.integers(1, 7, rank - 2))
@@ -149,7 +157,11 @@ def conv_case(rng: np.random.Generator) -> Case:
     per_group = int(rng.choice(CHANNELS + (256,))) if group == 1 else int(rng.choice((1, 5, 16, 31, 32, 33, 40)))
     channels_in = group * per_group
     out_c = group * int(rng.integers(1, 40 if group == 1 else 12))
-    kh, kw = (int(k) for k in rng.choice([1, 2, 3, 3, 5, 7], 2))
+    # Mostly square kernels (1x1 to 7x7), sometimes rectangular ones.
+    if rng.random() < 0.3:
+        kh, kw = (int(k) for k in rng.choice([1, 2, 3, 5, 7], 2))
+    else:
+        kh = kw = int(rng.choice([1, 3, 5, 7]))
     sh, sw = (int(s) for s in rng.integers(1, 3, 2))
     dh, dw = (int(d) for d in (rng.integers(1, 3, 2) if rng.random() < 0.3 else (1, 1)))
     pads = [int(p) for p in rng.integers(0, max(kh, kw), 4)]
@@ -188,10 +200,16 @@ def conv_case(rng: np.random.Generator) -> Case:
                  "pad_amounts": np.array([0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]], np.int64),
                  **_output_stage_constants(first, second, packed_out, (1, -1, 1, 1))}
     independent = _model(nodes, {"xf": x_float}, constants, TensorProto.FLOAT)
+    features = _common_features(batch, channels_in, packed_in, packed_out, bool(as_inputs)) | {
+        f"pad_value={pad_value}", f"kernel={kh}x{kw}"}
+    features |= {"groups"} if group > 1 else set()
+    features |= {"dilation"} if max(dh, dw) > 1 else set()
+    features |= {"stride 2, asymmetric pads"} if 2 in (sh, sw) and pads[:2] != pads[2:] else set()
+    features |= {"relu"} if relu else set()
     return Case(
         f"BinaryConv2D x{list(x.shape)}{'packed' if packed_in else 'float'} w{[out_c, per_group, kh, kw]} "
         f"{attributes}", model, {"x": x, **as_inputs}, expected, independent, {"xf": x_float},
-        (lambda y: reference.bit_pack(y)) if packed_out else (lambda y: y))
+        (lambda y: reference.bit_pack(y)) if packed_out else (lambda y: y), features)
 
 
 def dense_case(rng: np.random.Generator) -> Case:
@@ -216,8 +234,11 @@ def dense_case(rng: np.random.Generator) -> Case:
     constants = {**SIGN_CONSTANTS, "wt": np.ascontiguousarray(w_float.T),
                  **_output_stage_constants(first, second, packed_out, (1, -1))}
     independent = _model(nodes, {"xf": x_float}, constants, TensorProto.FLOAT)
+    features = _common_features(batch, channels_in, packed_in, packed_out, bool(as_inputs))
+    features |= {"relu"} if relu else set()
     return Case(f"BinaryDense x{list(x.shape)} out={out_c} {attributes}", model, {"x": x, **as_inputs}, expected,
-                independent, {"xf": x_float}, (lambda y: reference.bit_pack(y)) if packed_out else (lambda y: y))
+                independent, {"xf": x_float}, (lambda y: reference.bit_pack(y)) if packed_out else (lambda y: y),
+                features)
 
 
 def maxpool_case(rng: np.random.Generator) -> Case:
@@ -238,9 +259,25 @@ def maxpool_case(rng: np.random.Generator) -> Case:
     nodes = [helper.make_node("MaxPool", ["xf"], ["pooled"], kernel_shape=[kh, kw], strides=[sh, sw],
                               dilations=[dh, dw], pads=pads)] + _signs_nodes("pooled", "y")
     independent = _model(nodes, {"xf": x_float}, SIGN_CONSTANTS, TensorProto.FLOAT)
+    features = {"batch > 1"} if batch > 1 else set()
+    features |= {"odd channels"} if channels % 2 else set()
+    features |= {"dilation"} if max(dh, dw) > 1 else set()
+    features |= {"stride 2, asymmetric pads"} if 2 in (sh, sw) and pads[:2] != pads[2:] else set()
     return Case(f"BinaryMaxPool2D x{[batch, channels, height, width]} {attributes}", model, {"x": packed},
-                expected, independent, {"xf": x_float}, lambda y: reference.bit_pack(y))
+                expected, independent, {"xf": x_float}, lambda y: reference.bit_pack(y), features)
 
+
+_BINARY_LAYER = {"batch > 1", "odd channels", "packed input", "float input", "packed output", "float output",
+                 "weights as runtime inputs", "constant weights", "relu"}
+# What the random cases of one test run must have covered between them.
+REQUIRED_FEATURES: dict[str, set[str]] = {
+    "BinaryConv2D": _BINARY_LAYER | {"pad_value=0", "pad_value=1", "groups", "dilation", "stride 2, asymmetric pads",
+                                     "kernel=1x1", "kernel=3x3", "kernel=7x7"},
+    "BinaryDense": _BINARY_LAYER,
+    "BinaryMaxPool2D": {"batch > 1", "odd channels", "dilation", "stride 2, asymmetric pads"},
+    "BitPack": set(),
+    "BitUnpack": set(),
+}
 
 CASE_GENERATORS: dict[str, Callable[[np.random.Generator], Case]] = {
     "BitPack": bitpack_case,

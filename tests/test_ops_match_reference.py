@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 import pytest
 
-from op_cases import CASE_GENERATORS
+from op_cases import CASE_GENERATORS, REQUIRED_FEATURES
 from ort_helpers import run
 
 CASES_PER_OP = int(os.environ.get("BNN2ONNX_CASES", "500"))
@@ -34,8 +34,10 @@ def assert_same(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
 @pytest.mark.parametrize("op", sorted(CASE_GENERATORS))
 def test_op_matches_reference_and_reference_matches_float(op: str) -> None:
     rng = np.random.default_rng([SEED, zlib.crc32(op.encode())])
+    covered: set[str] = set()
     for index in range(CASES_PER_OP):
         case = CASE_GENERATORS[op](rng)
+        covered |= case.features
         where = f"{op} case {index} (BNN2ONNX_SEED={SEED}): {case.description}"
 
         independent = run(case.independent_model, case.independent_feeds, custom_ops=False)
@@ -47,3 +49,6 @@ def test_op_matches_reference_and_reference_matches_float(op: str) -> None:
         assert np.array_equal(one_thread, two_threads, equal_nan=True), "1 vs 2 threads differ; " + where
         portable = run(case.model, case.feeds, threads=2, isa="portable")
         assert np.array_equal(one_thread, portable, equal_nan=True), "portable vs default kernel; " + where
+    if CASES_PER_OP >= 100:
+        missing = REQUIRED_FEATURES[op] - covered
+        assert not missing, f"{CASES_PER_OP} random cases (BNN2ONNX_SEED={SEED}) never covered {sorted(missing)}"
