@@ -7,11 +7,9 @@
 #include <cstring>
 #include <optional>
 
+#include "binary_layer.h"
 #include "bitpacking.h"
-#include "op_common.h"
 #include "ops.h"
-#include "output_stage.h"
-#include "xor_popcount.h"
 
 namespace bnn2onnx {
 namespace {
@@ -134,28 +132,16 @@ class BinaryConv2D {
 
   explicit BinaryConv2D(const OrtKernelInfo* info)
       : geometry_(ReadGeometry(Attributes(info))),
-        spec_(ReadOutputSpec(Attributes(info))),
-        xor_popcount_(XorPopcountFor(SelectIsa())) {
-    CheckDeclaredParamTypes(info, spec_);
-    if (const auto x_type = DeclaredInputType(info, 0)) {
-      Check(*x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || *x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
-            "input (input 0) must be float or packed int32, got ", TypeName(*x_type));
-    }
-    if (const auto w = ConstantInput(info, 1)) filter_ = PrepareFilter(*w, geometry_);
-    const auto first = ConstantInput(info, 2), second = ConstantInput(info, 3);
-    if (filter_ && first && second) params_.emplace(spec_, *first, *second, filter_->out_channels);
-  }
+        layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_); }) {}
 
-  void Compute(Ort::KernelContext& ctx) {
-    const TensorIn x = ReadInput(ctx, 0);
-    const PackedFilter local_filter = filter_ ? PackedFilter{} : PrepareFilter(ReadInput(ctx, 1), geometry_);
-    const PackedFilter& filter = filter_ ? *filter_ : local_filter;
-    const std::optional<OutputParams> local_params =
-        params_ ? std::nullopt
-                : std::optional<OutputParams>(std::in_place, spec_, ReadInput(ctx, 2), ReadInput(ctx, 3),
-                                              filter.out_channels);
-    const OutputParams& params = params_ ? *params_ : *local_params;
-    Run(ctx, x, filter, params);
+  // layer_ holds a callback into this object: never copied or moved.
+  BinaryConv2D(const BinaryConv2D&) = delete;
+  BinaryConv2D& operator=(const BinaryConv2D&) = delete;
+
+  void Compute(Ort::KernelContext& ctx) const {
+    layer_.WithInputs(ctx, [&](const TensorIn& x, const PackedFilter& filter, const OutputParams& params) {
+      Run(ctx, x, filter, params);
+    });
   }
 
  private:
@@ -265,7 +251,7 @@ class BinaryConv2D {
           }
           const int64_t o_begin = grp * out_per_group;
           int32_t* counts = acc.data() + ow * out_c + o_begin;
-          xor_popcount_(patch.data(), f.bits.data() + o_begin * patch_words, patch_words, out_per_group, patch_words,
+          layer_.xor_popcount()(patch.data(), f.bits.data() + o_begin * patch_words, patch_words, out_per_group, patch_words,
                         counts);
           for (int64_t o = 0; o < out_per_group; ++o) {
             int32_t value = full_field - 2 * counts[o];
@@ -291,10 +277,7 @@ class BinaryConv2D {
   }
 
   ConvGeometry geometry_;
-  OutputSpec spec_;
-  XorPopcountFn xor_popcount_;
-  std::optional<PackedFilter> filter_;   // when the weights are a constant initializer
-  std::optional<OutputParams> params_;   // when inputs 2 and 3 are constant initializers
+  BinaryLayer<PackedFilter> layer_;
 };
 
 }  // namespace

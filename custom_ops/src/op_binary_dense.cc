@@ -2,11 +2,9 @@
 #include <algorithm>
 #include <optional>
 
+#include "binary_layer.h"
 #include "bitpacking.h"
-#include "op_common.h"
 #include "ops.h"
-#include "output_stage.h"
-#include "xor_popcount.h"
 
 namespace bnn2onnx {
 namespace {
@@ -14,8 +12,15 @@ namespace {
 // Output channels per task; a multiple of the word size so each task writes whole packed words.
 constexpr int64_t kChannelBlock = 64;
 
+int64_t ReadChannelsIn(const Attributes& attributes) {
+  const int64_t channels_in = attributes.RequiredInt("channels_in");
+  Check(channels_in >= 1 && channels_in <= kMaxAccumulatorBits, "attribute 'channels_in' must be in [1, ",
+        kMaxAccumulatorBits, "], got ", channels_in);
+  return channels_in;
+}
+
 struct PackedMatrix {
-  int64_t rows = 0;
+  int64_t out_channels = 0;
   std::vector<Word> bits;  // [rows, WordsFor(channels_in)]
 };
 
@@ -53,28 +58,17 @@ class BinaryDense {
   }
 
   explicit BinaryDense(const OrtKernelInfo* info)
-      : spec_(ReadOutputSpec(Attributes(info))), xor_popcount_(XorPopcountFor(SelectIsa())) {
-    channels_in_ = Attributes(info).RequiredInt("channels_in");
-    Check(channels_in_ >= 1 && channels_in_ <= kMaxAccumulatorBits, "attribute 'channels_in' must be in [1, ",
-          kMaxAccumulatorBits, "], got ", channels_in_);
-    CheckDeclaredParamTypes(info, spec_);
-    if (const auto x_type = DeclaredInputType(info, 0)) {
-      Check(*x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || *x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
-            "input (input 0) must be float or packed int32, got ", TypeName(*x_type));
-    }
-    if (const auto w = ConstantInput(info, 1)) weights_ = PrepareWeights(*w, channels_in_);
-    const auto first = ConstantInput(info, 2), second = ConstantInput(info, 3);
-    if (weights_ && first && second) params_.emplace(spec_, *first, *second, weights_->rows);
-  }
+      : channels_in_(ReadChannelsIn(Attributes(info))),
+        layer_(info, [this](const TensorIn& w) { return PrepareWeights(w, channels_in_); }) {}
 
-  void Compute(Ort::KernelContext& ctx) {
-    const TensorIn x = ReadInput(ctx, 0);
-    const PackedMatrix local_weights = weights_ ? PackedMatrix{} : PrepareWeights(ReadInput(ctx, 1), channels_in_);
-    const PackedMatrix& w = weights_ ? *weights_ : local_weights;
-    const std::optional<OutputParams> local_params =
-        params_ ? std::nullopt
-                : std::optional<OutputParams>(std::in_place, spec_, ReadInput(ctx, 2), ReadInput(ctx, 3), w.rows);
-    Run(ctx, x, w, params_ ? *params_ : *local_params);
+  // layer_ holds a callback into this object: never copied or moved.
+  BinaryDense(const BinaryDense&) = delete;
+  BinaryDense& operator=(const BinaryDense&) = delete;
+
+  void Compute(Ort::KernelContext& ctx) const {
+    layer_.WithInputs(ctx, [&](const TensorIn& x, const PackedMatrix& w, const OutputParams& params) {
+      Run(ctx, x, w, params);
+    });
   }
 
  private:
@@ -102,7 +96,7 @@ class BinaryDense {
       rows = x.As<Word>();
     }
     const bool packed_out = params.spec().mode == OutputMode::kPacked;
-    const int64_t out_c = w.rows;
+    const int64_t out_c = w.out_channels;
     const std::vector<int64_t> out_shape{batch, packed_out ? WordsFor(out_c) : out_c};
     CheckedProduct(out_shape, "output");
     Ort::UnownedValue y = ctx.GetOutput(0, out_shape);
@@ -117,7 +111,7 @@ class BinaryDense {
       const int64_t o_begin = (static_cast<int64_t>(task) % blocks) * kChannelBlock;
       const int64_t count = std::min(kChannelBlock, out_c - o_begin);
       int32_t acc[kChannelBlock];
-      xor_popcount_(rows + n * words, w.bits.data() + o_begin * words, words, count, words, acc);
+      layer_.xor_popcount()(rows + n * words, w.bits.data() + o_begin * words, words, count, words, acc);
       for (int64_t i = 0; i < count; ++i) acc[i] = full - 2 * acc[i];
       if (packed_out) {
         params.WriteBits(acc, o_begin, count, y_packed + n * WordsFor(out_c) + o_begin / kWordBits);
@@ -127,11 +121,8 @@ class BinaryDense {
     });
   }
 
-  OutputSpec spec_;
-  XorPopcountFn xor_popcount_;
-  int64_t channels_in_ = 0;
-  std::optional<PackedMatrix> weights_;
-  std::optional<OutputParams> params_;
+  int64_t channels_in_;
+  BinaryLayer<PackedMatrix> layer_;
 };
 
 }  // namespace
