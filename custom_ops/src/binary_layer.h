@@ -12,6 +12,11 @@
 
 namespace bnn2onnx {
 
+// x (float or packed int32), packed weights, and two per-channel vectors whose type depends on the output mode.
+inline constexpr std::array<ONNXTensorElementDataType, 4> kBinaryLayerInputTypes = {
+    ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
+    ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED};
+
 // Weights is the op's prepared form of input 1; it has an `out_channels` member.
 template <class Weights>
 class BinaryLayer {

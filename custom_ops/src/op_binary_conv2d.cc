@@ -110,10 +110,8 @@ int64_t OutputSize(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t kerne
 class BinaryConv2D {
  public:
   static constexpr const char* kName = "BinaryConv2D";
-  static constexpr std::array<ONNXTensorElementDataType, 4> kInputTypes = {
-      ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
-      ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED};
-  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  static constexpr auto kInputTypes = kBinaryLayerInputTypes;
+  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;  // by mode
 
   static void InferShape(const ShapeInference& s) {
     const bool packed_out = s.Int("packed_output").value_or(0) == 1;

@@ -40,10 +40,8 @@ PackedMatrix PrepareWeights(const TensorIn& w, int64_t channels_in) {
 class BinaryDense {
  public:
   static constexpr const char* kName = "BinaryDense";
-  static constexpr std::array<ONNXTensorElementDataType, 4> kInputTypes = {
-      ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
-      ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED};
-  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  static constexpr auto kInputTypes = kBinaryLayerInputTypes;
+  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;  // by mode
 
   static void InferShape(const ShapeInference& s) {
     const bool packed_out = s.Int("packed_output").value_or(0) == 1;
