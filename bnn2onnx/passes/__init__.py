@@ -1,0 +1,76 @@
+"""Optimisation passes over ONNX, one rewrite family per file, run in one ordered pipeline.
+
+Every pass takes an onnx-graphsurgeon graph, rewrites it in place, and returns a PassResult (rewrite count and
+refusals with reasons) so `convert` can say what changed and why a layer stayed float.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import onnx
+import onnx_graphsurgeon as gs
+
+from bnn2onnx.ops import schema
+from bnn2onnx.passes import (cancel_pack_unpack, fold_output_affine, fuse_binary_conv, fuse_binary_dense,
+                             fuse_binary_maxpool, fuse_input_packing, fuse_threshold_output,
+                             recognise_binarizers, sink_transposes)
+from bnn2onnx.passes.graph_tools import PassResult
+
+Pass = Callable[[gs.Graph], PassResult]
+
+# The order matters:
+# - binarizers first: every later pass matches on the canonical BitUnpack(BitPack(x));
+# - transposes next, so each binary Conv sees its binarizer (and +1 Pad) directly;
+# - conv and dense fusion create the binary layers the remaining passes refine;
+# - max-pool before thresholds, so a layer -> BN -> MaxPool -> binarizer chain ends in a BitPack the
+#   threshold pass can absorb;
+# - thresholds before affine folding: thresholds are computed from the float chain as the source model computes
+#   it, before folding changes its rounding; what is left is folded into float outputs;
+# - then packed tensors that are unpacked and repacked cancel, and a BitPack with one binary reader is fused
+#   into that reader.
+PIPELINE: tuple[Pass, ...] = (
+    recognise_binarizers.run,
+    sink_transposes.run,
+    fuse_binary_conv.run,
+    fuse_binary_dense.run,
+    fuse_binary_maxpool.run,
+    fuse_threshold_output.run,
+    fold_output_affine.run,
+    cancel_pack_unpack.run,
+    fuse_input_packing.run,
+)
+
+
+@dataclass
+class PipelineReport:
+    results: list[PassResult] = field(default_factory=list)
+    op_counts_before: Counter = field(default_factory=Counter)
+    op_counts_after: Counter = field(default_factory=Counter)
+
+    def op_changes(self) -> dict[str, int]:
+        ops = set(self.op_counts_before) | set(self.op_counts_after)
+        changes = {op: self.op_counts_after[op] - self.op_counts_before[op] for op in sorted(ops)}
+        return {op: change for op, change in changes.items() if change}
+
+
+def op_counts(graph: gs.Graph) -> Counter:
+    return Counter(node.op for node in graph.nodes)
+
+
+def optimize(model: onnx.ModelProto, passes: tuple[Pass, ...] = PIPELINE) -> tuple[onnx.ModelProto, PipelineReport]:
+    """Runs the passes over a float ONNX model; returns the rewritten model and what each pass did."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = gs.import_onnx(inferred)
+    report = PipelineReport(op_counts_before=op_counts(graph))
+    for run_pass in passes:
+        report.results.append(run_pass(graph))
+        graph.cleanup().toposort()
+    report.op_counts_after = op_counts(graph)
+    graph.import_domains = None
+    out = gs.export_onnx(graph)
+    if not any(o.domain == schema.DOMAIN for o in out.opset_import):
+        out.opset_import.append(schema.opset_import())
+    return out, report

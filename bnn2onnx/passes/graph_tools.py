@@ -1,0 +1,105 @@
+"""Small onnx-graphsurgeon helpers every pass uses: constants, producers, consumers, and building our nodes.
+
+Passes match on op types, attributes and values, never on tensor or node names (exporters rename and dedupe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from bnn2onnx.ops import schema
+
+
+@dataclass
+class PassResult:
+    """What one pass did: how many rewrites, and for each candidate it left alone, the node and why."""
+    name: str
+    rewrites: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+    def refuse(self, node: gs.Node, reason: str) -> None:
+        self.refused.append((node.name or node.op, reason))
+
+
+def constant(tensor: gs.Tensor) -> np.ndarray | None:
+    """The value of a constant tensor (an initializer or a Constant node's output), else None."""
+    if isinstance(tensor, gs.Constant):
+        return np.asarray(tensor.values)
+    node = producer(tensor)
+    if node is not None and node.op == "Constant" and "value" in node.attrs:
+        value = node.attrs["value"]
+        return np.asarray(value.values if isinstance(value, gs.Constant) else value)
+    return None
+
+
+def producer(tensor: gs.Tensor) -> gs.Node | None:
+    return tensor.inputs[0] if len(tensor.inputs) == 1 else None
+
+
+def producer_op(tensor: gs.Tensor, op: str, domain: str | None = None) -> gs.Node | None:
+    """The tensor's producer if it is an `op` node (of `domain` when given), else None."""
+    node = producer(tensor)
+    if node is None or node.op != op or (domain is not None and (node.domain or "") != domain):
+        return None
+    return node
+
+
+def is_graph_output(graph: gs.Graph, tensor: gs.Tensor) -> bool:
+    return any(out is tensor for out in graph.outputs)
+
+
+def only_consumer(graph: gs.Graph, tensor: gs.Tensor) -> gs.Node | None:
+    """The single node reading `tensor`, if nothing else (no other node, no graph output) reads it."""
+    if len(tensor.outputs) != 1 or is_graph_output(graph, tensor):
+        return None
+    return tensor.outputs[0]
+
+
+def scalar(value: np.ndarray | None) -> float | None:
+    if value is None or value.size != 1:
+        return None
+    return float(value.reshape(()))
+
+
+def bnn_node(op_type: str, inputs: list[gs.Tensor], outputs: list[gs.Tensor], name: str, **attrs) -> gs.Node:
+    """A node of the bnn2onnx domain (attributes left as None take the op's default)."""
+    if op_type not in schema.OP_TYPES:
+        raise ValueError(f"unknown bnn2onnx op {op_type!r}")
+    return gs.Node(op=op_type, name=name, domain=schema.DOMAIN, inputs=inputs, outputs=outputs,
+                   attrs={k: v for k, v in attrs.items() if v is not None})
+
+
+def fresh_variable(graph: gs.Graph, hint: str, dtype: type, shape: list | None = None) -> gs.Variable:
+    """A new variable whose name does not clash with any tensor in the graph."""
+    names = set(graph.tensors().keys())
+    name, i = hint, 0
+    while name in names:
+        i += 1
+        name = f"{hint}_{i}"
+    return gs.Variable(name, dtype=dtype, shape=shape)
+
+
+def replace_uses(graph: gs.Graph, old: gs.Tensor, new: gs.Tensor) -> None:
+    """Every reader of `old` (nodes and graph outputs) reads `new` instead."""
+    for node in list(old.outputs):
+        for i, tensor in enumerate(node.inputs):
+            if tensor is old:
+                node.inputs[i] = new
+    graph.outputs[:] = [new if t is old else t for t in graph.outputs]
+
+
+def detach(node: gs.Node) -> None:
+    """Disconnects a node that a rewrite replaced (cleanup() then drops it)."""
+    node.inputs.clear()
+    node.outputs.clear()
+
+
+def is_binarized(tensor: gs.Tensor) -> gs.Node | None:
+    """The BitUnpack node producing `tensor` from a BitPack (a recognised binarizer), else None."""
+    unpack = producer_op(tensor, schema.BIT_UNPACK, schema.DOMAIN)
+    if unpack is None or producer_op(unpack.inputs[0], schema.BIT_PACK, schema.DOMAIN) is None:
+        return None
+    return unpack

@@ -1,0 +1,91 @@
+"""Transposes move above binarizers and cancel: Transpose(bin(x)) -> bin(Transpose(x)),
+Transpose(Pad(bin(x), value)) -> Pad(Transpose(bin(x)), permuted pads, value), Transpose(Transpose(x)) -> x when
+the two permutations compose to the identity.
+
+tf2onnx leaves every binarizer between Transpose(NCHW -> NHWC) and Transpose(NHWC -> NCHW) because its
+transpose optimizer has no rule for Sign. A binarizer is elementwise and a constant Pad commutes with a
+permutation of its axes, so moving the Transpose above them is exact; then the pair of Transposes cancels and
+the binary Conv sees its binarizer directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from bnn2onnx.passes.graph_tools import (detach, PassResult, constant, fresh_variable, is_binarized, producer_op,
+                                         replace_uses)
+from bnn2onnx.passes.recognise_binarizers import binarize
+
+
+def _perm(node: gs.Node) -> list[int] | None:
+    perm = node.attrs.get("perm")
+    return list(perm) if perm is not None else None
+
+
+def _transposed(graph: gs.Graph, x: gs.Tensor, perm: list[int], name: str) -> gs.Tensor:
+    shape = [x.shape[p] for p in perm] if x.shape is not None else None
+    out = fresh_variable(graph, f"{name}_transposed", x.dtype, shape)
+    graph.nodes.append(gs.Node("Transpose", f"{name}_transpose", {"perm": perm}, [x], [out]))
+    return out
+
+
+def _sink_through_binarizer(graph: gs.Graph, transpose: gs.Node, perm: list[int]) -> bool:
+    unpack = is_binarized(transpose.inputs[0])
+    if unpack is None:
+        return False
+    x = unpack.inputs[0].inputs[0].inputs[0]  # BitUnpack <- BitPack <- x
+    if x.shape is None or not isinstance(x.shape[perm[1]], int):
+        return False
+    out = transpose.outputs[0]
+    detach(transpose)
+    binarize(graph, _transposed(graph, x, perm, transpose.name), out, transpose.name)
+    return True
+
+
+def _sink_through_pad(graph: gs.Graph, transpose: gs.Node, perm: list[int]) -> bool:
+    pad = producer_op(transpose.inputs[0], "Pad")
+    if pad is None or pad.attrs.get("mode", "constant") != "constant" or is_binarized(pad.inputs[0]) is None:
+        return False
+    pads = constant(pad.inputs[1])
+    has_axes = len(pad.inputs) > 3 and pad.inputs[3].name != ""
+    if pads is None or has_axes or pads.size != 2 * len(perm):
+        return False
+    rank = len(perm)
+    new_pads = np.array([pads[p] for p in perm] + [pads[rank + p] for p in perm], dtype=np.int64)
+    moved = _transposed(graph, pad.inputs[0], perm, transpose.name)
+    out = transpose.outputs[0]
+    detach(transpose)
+    inputs = [moved, gs.Constant(f"{transpose.name}_pads", new_pads)] + list(pad.inputs[2:3])
+    graph.nodes.append(gs.Node("Pad", f"{transpose.name}_pad", {"mode": "constant"}, inputs, [out]))
+    return True
+
+
+def _cancel(graph: gs.Graph, transpose: gs.Node, perm: list[int]) -> bool:
+    inner = producer_op(transpose.inputs[0], "Transpose")
+    if perm == list(range(len(perm))):
+        source = transpose.inputs[0]
+    elif inner is not None and _perm(inner) is not None and [_perm(inner)[p] for p in perm] == list(range(len(perm))):
+        source = inner.inputs[0]
+    else:
+        return False
+    replace_uses(graph, transpose.outputs[0], source)
+    detach(transpose)
+    return True
+
+
+def run(graph: gs.Graph) -> PassResult:
+    result = PassResult("sink_transposes")
+    changed = True
+    while changed:  # each rewrite moves a Transpose strictly upwards or removes one, so this ends
+        changed = False
+        for node in list(graph.nodes):
+            perm = _perm(node) if node.op == "Transpose" and node.outputs else None
+            if perm is None:
+                continue
+            if _cancel(graph, node, perm) or _sink_through_binarizer(graph, node, perm) or \
+                    _sink_through_pad(graph, node, perm):
+                result.rewrites += 1
+                changed = True
+        graph.cleanup()
+    return result
