@@ -7,7 +7,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from bnn2onnx.ops import schema
-from bnn2onnx.passes.graph_tools import detach, PassResult, constant, only_consumer, replace_uses
+from bnn2onnx.passes.graph_tools import PassResult, constant, detach, only_consumer
 from bnn2onnx.passes.per_channel_ops import affine, variable_input
 
 
@@ -29,8 +29,10 @@ def _fold_into(graph: gs.Graph, node: gs.Node) -> int:
             if scale_shift is None:
                 break
             multiplier, bias = multiplier * scale_shift[0], bias * scale_shift[0] + scale_shift[1]
-        replace_uses(graph, follower.outputs[0], out)
+        # The layer takes over the follower's output tensor, so the name the source model gave it survives.
+        out = follower.outputs[0]
         detach(follower)
+        node.outputs[0] = out
         folded += 1
     if folded:
         name = node.name or node.op

@@ -83,12 +83,15 @@ def fresh_variable(graph: gs.Graph, hint: str, dtype: type, shape: list | None =
 
 
 def replace_uses(graph: gs.Graph, old: gs.Tensor, new: gs.Tensor) -> None:
-    """Every reader of `old` (nodes and graph outputs) reads `new` instead."""
+    """Every node reading `old` reads `new` instead. A graph output keeps its name: it becomes Identity(new)."""
     for node in list(old.outputs):
         for i, tensor in enumerate(node.inputs):
             if tensor is old:
                 node.inputs[i] = new
-    graph.outputs[:] = [new if t is old else t for t in graph.outputs]
+    if is_graph_output(graph, old):
+        for producer_node in list(old.inputs):
+            producer_node.outputs.remove(old)
+        graph.nodes.append(gs.Node("Identity", f"{old.name}_identity", inputs=[new], outputs=[old]))
 
 
 def detach(node: gs.Node) -> None:

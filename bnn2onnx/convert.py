@@ -1,0 +1,148 @@
+"""The converter: source model -> canonical float ONNX (frontend) -> passes -> checked, verified ONNX.
+
+`convert()` returns the model; `convert_with_report()` also says what was converted, what stayed float and why,
+the sizes, and how the result compares with the source (the CLI prints all of it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from bnn2onnx.errors import ConversionError
+from bnn2onnx.ops import schema
+from bnn2onnx.passes import PipelineReport, optimize
+from bnn2onnx.verification import Verification, verify
+
+BINARY_OPS = (schema.BINARY_CONV2D, schema.BINARY_DENSE)
+FLOAT_LAYER_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Layer:
+    name: str
+    op: str
+    note: str = ""
+
+
+@dataclass
+class ConversionResult:
+    model: onnx.ModelProto
+    float_model: onnx.ModelProto
+    pipeline: PipelineReport
+    binary_layers: list[Layer] = field(default_factory=list)
+    float_layers: list[Layer] = field(default_factory=list)
+    verification: Verification | None = None
+
+    @property
+    def float_bytes(self) -> int:
+        return self.float_model.ByteSize()
+
+    @property
+    def converted_bytes(self) -> int:
+        return self.model.ByteSize()
+
+
+@dataclass
+class Source:
+    """A loaded source model: its float ONNX, and how to compute its own outputs for verification."""
+    float_model: onnx.ModelProto
+    predict: Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def load_source(source: Any, progress: Progress) -> Source:
+    """Keras/Larq file or directory, or a tf.keras Model object."""
+    from bnn2onnx.frontends import keras
+
+    if isinstance(source, (str, Path)):
+        progress("loading Keras model")
+        model = keras.load_keras_model(source)
+    elif type(source).__module__.startswith(("keras", "tf_keras", "tensorflow")):
+        model = source
+    else:
+        raise ConversionError(f"unsupported source {type(source).__name__}: give a Keras model or its file")
+    progress("exporting float ONNX (tf2onnx)")
+    float_model = keras.keras_to_float_onnx(model)
+    input_names = [i.name for i in float_model.graph.input]
+
+    def predict(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        outputs = model([feeds[name] for name in input_names] if len(input_names) > 1 else feeds[input_names[0]],
+                        training=False)
+        first = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+        return np.asarray(first)
+
+    return Source(float_model, predict)
+
+
+def random_inputs(model: onnx.ModelProto, samples: int, seed: int) -> dict[str, np.ndarray]:
+    """Standard-normal inputs for every graph input; dynamic dims other than the batch are refused."""
+    rng = np.random.default_rng(seed)
+    initializers = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        if any(d is None for d in dims[1:]):
+            raise ConversionError(f"input {value.name!r} has unknown dimensions {dims[1:]}; give --inputs FILE.npy")
+        feeds[value.name] = rng.standard_normal([samples, *dims[1:]]).astype(np.float32)
+    return feeds
+
+
+def feeds_from_array(model: onnx.ModelProto, batch: np.ndarray) -> dict[str, np.ndarray]:
+    inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1:
+        raise ConversionError(f"the model has {len(inputs)} inputs; a single .npy batch can only feed one")
+    return {inputs[0]: np.asarray(batch, dtype=np.float32)}
+
+
+def describe_layers(result: ConversionResult) -> None:
+    refusals = {name: reason for r in result.pipeline.results for name, reason in r.refused}
+    for node in result.model.graph.node:
+        if node.op_type in BINARY_OPS:
+            packed = any(a.name == "packed_output" and a.i == 1 for a in node.attribute)
+            result.binary_layers.append(Layer(node.name, node.op_type, "packed output" if packed else "float output"))
+        elif node.op_type in FLOAT_LAYER_OPS:
+            result.float_layers.append(Layer(node.name, node.op_type, refusals.get(
+                node.name, "input is not binarized: a full-precision layer")))
+
+
+def check_model(model: onnx.ModelProto) -> None:
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except onnx.checker.ValidationError as error:
+        raise ConversionError(f"converted model fails onnx.checker: {error}") from error
+
+
+def convert_with_report(source: Any, inputs: np.ndarray | None = None, samples: int = 16, seed: int = 0,
+                        verify_result: bool = True, progress: Progress = lambda stage: None) -> ConversionResult:
+    loaded = load_source(source, progress)
+    progress("optimising (binary layers, packing, thresholds)")
+    model, report = optimize(loaded.float_model)
+    check_model(model)
+    result = ConversionResult(model, loaded.float_model, report)
+    describe_layers(result)
+    if verify_result:
+        progress("verifying against the source model")
+        feeds = feeds_from_array(model, inputs) if inputs is not None else random_inputs(model, samples, seed)
+        result.verification = verify(loaded.predict(feeds), loaded.float_model, model, feeds)
+    return result
+
+
+def convert(source: Any, inputs: np.ndarray | None = None, samples: int = 16, seed: int = 0,
+            verify_result: bool = True) -> onnx.ModelProto:
+    """Converts a Keras/Larq model (object or .h5/.keras/SavedModel path) to ONNX with bnn2onnx binary ops.
+
+    With verification (default) the result is compared with the source on `inputs` (or `samples` random
+    inputs); a disagreement that sign ties at 0 do not explain raises ConversionError.
+    """
+    result = convert_with_report(source, inputs, samples, seed, verify_result)
+    if result.verification is not None and not result.verification.passed:
+        raise ConversionError("converted model disagrees with the source: " + result.verification.summary())
+    return result.model
