@@ -1,0 +1,194 @@
+"""bnn2onnx command line: convert, verify, inspect.
+
+Errors print one line (`bnn2onnx: error: ...`) and exit with status 2; --debug shows the traceback instead.
+`convert` writes its output only after every check passed, through a temporary file renamed into place, so a
+failed or interrupted run never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+from rich.console import Console
+from rich.table import Table
+
+from bnn2onnx.errors import ConversionError
+
+if TYPE_CHECKING:
+    from bnn2onnx.convert import ConversionResult
+
+console = Console(highlight=False)
+
+
+def _mib(size: float) -> str:
+    return f"{size / 2**20:.2f} MiB"
+
+
+@contextmanager
+def _stage_display():
+    with console.status("starting") as status:
+        yield lambda stage: status.update(stage)
+
+
+def _load_inputs(path: str | None) -> np.ndarray | None:
+    if path is None:
+        return None
+    try:
+        return np.load(path)
+    except (OSError, ValueError) as error:
+        raise ConversionError(f"{path}: cannot read as a .npy array: {error}") from error
+
+
+def write_atomically(model: onnx.ModelProto, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        onnx.save(model, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _print_conversion(result: "ConversionResult", source: str) -> None:
+    table = Table(title="Layers", show_lines=False)
+    table.add_column("layer", overflow="fold")
+    table.add_column("op")
+    table.add_column("result", overflow="fold")
+    for layer in result.binary_layers:
+        table.add_row(layer.name, layer.op, f"[green]binary[/green], {layer.note}")
+    for layer in result.float_layers:
+        table.add_row(layer.name, layer.op, f"[yellow]float[/yellow]: {layer.note}")
+    console.print(table)
+    changes = ", ".join(f"{op} {change:+d}" for op, change in result.pipeline.op_changes().items())
+    console.print(f"ops: {changes or 'no change'}")
+    for pass_result in result.pipeline.results:
+        for node, reason in pass_result.refused:
+            console.print(f"[yellow]not converted[/yellow] {node}: {reason} ({pass_result.name})")
+    source_path = Path(source)
+    source_size = sum(f.stat().st_size for f in source_path.rglob("*") if f.is_file()) if source_path.is_dir() \
+        else source_path.stat().st_size
+    console.print(f"size: source {_mib(source_size)}, float ONNX {_mib(result.float_bytes)}, "
+                  f"converted {_mib(result.converted_bytes)} "
+                  f"({result.float_bytes / max(result.converted_bytes, 1):.1f}x smaller than float ONNX)")
+    console.print(f"{len(result.binary_layers)} binary layers, {len(result.float_layers)} float layers")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from bnn2onnx.convert import convert_with_report
+
+    output = Path(args.output)
+    if output.suffix != ".onnx":
+        raise ConversionError(f"output {output} must end in .onnx")
+    with _stage_display() as progress:
+        result = convert_with_report(args.source, _load_inputs(args.inputs), args.samples, args.seed,
+                                     verify_result=not args.no_verify, progress=progress)
+    _print_conversion(result, args.source)
+    if result.verification is not None:
+        console.print(f"verification: {result.verification.summary()}")
+        if not result.verification.passed:
+            raise ConversionError(f"the converted model disagrees with the source; {output} not written")
+    write_atomically(result.model, output)
+    console.print(f"wrote {output}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from bnn2onnx.convert import feeds_from_array, load_source, random_inputs
+    from bnn2onnx.verification import verify
+
+    converted_path = Path(args.converted)
+    if not converted_path.is_file():
+        raise ConversionError(f"{converted_path}: no such file")
+    try:
+        converted = onnx.load(converted_path)
+    except Exception as error:
+        raise ConversionError(f"{converted_path}: not a readable ONNX model: {error}") from error
+    with _stage_display() as progress:
+        source = load_source(args.source, progress)
+        inputs = _load_inputs(args.inputs)
+        feeds = feeds_from_array(converted, inputs) if inputs is not None else \
+            random_inputs(converted, args.samples, args.seed)
+        progress("comparing")
+        result = verify(source.predict(feeds), source.float_model, converted, feeds)
+    console.print(f"verification: {result.summary()}")
+    return 0 if result.passed else 1
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from bnn2onnx.inspect_model import layer_rows
+
+    path = Path(args.model)
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such file")
+    try:
+        model = onnx.load(path)
+    except Exception as error:
+        raise ConversionError(f"{path}: not a readable ONNX model: {error}") from error
+    rows = layer_rows(model)
+    table = Table(title=f"{path.name}")
+    for column in ("layer", "op", "output shape", "1-bit params", "32-bit params", "1-bit MACs", "32-bit MACs",
+                   "memory"):
+        table.add_column(column, justify="left" if column in ("layer", "op", "output shape") else "right")
+    for r in rows:
+        table.add_row(r.name, r.op, str(r.output_shape), f"{r.binary_params:,}", f"{r.float_params:,}",
+                      f"{r.binary_macs:,}", f"{r.float_macs:,}", f"{r.memory_bytes / 1024:.2f} KiB")
+    totals = [sum(getattr(r, f) for r in rows) for f in ("binary_params", "float_params", "binary_macs",
+                                                         "float_macs")]
+    table.add_row("total", "", "", *(f"{t:,}" for t in totals),
+                  f"{sum(r.memory_bytes for r in rows) / 1024:.2f} KiB", style="bold")
+    console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bnn2onnx", description="Binarized networks to ONNX with bit-packed ops")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    convert = commands.add_parser("convert", help="convert a Keras/Larq model (.h5, .keras, SavedModel dir)")
+    convert.add_argument("source")
+    convert.add_argument("-o", "--output", required=True, help="output .onnx path")
+    verify = commands.add_parser("verify", help="compare a converted model with its source")
+    verify.add_argument("source")
+    verify.add_argument("converted")
+    for command in (convert, verify):
+        command.add_argument("--inputs", help="a .npy batch to verify on (default: random inputs)")
+        command.add_argument("--samples", type=int, default=16, help="random inputs to verify on (default 16)")
+        command.add_argument("--seed", type=int, default=0)
+    convert.add_argument("--no-verify", action="store_true", help="skip the comparison with the source")
+    convert.set_defaults(run=cmd_convert)
+    verify.set_defaults(run=cmd_verify)
+
+    inspect = commands.add_parser("inspect", help="per-layer parameters, MACs and memory of a converted model")
+    inspect.add_argument("model")
+    inspect.set_defaults(run=cmd_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except Exception as error:  # one line for the user; the traceback only with --debug
+        if args.debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        if not isinstance(error, (ConversionError, OSError)):
+            message = f"internal error ({type(error).__name__}: {message}); rerun with --debug for the traceback"
+        print(f"bnn2onnx: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

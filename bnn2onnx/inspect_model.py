@@ -1,0 +1,79 @@
+"""Per-layer accounting of a converted model: parameters by precision, MACs by precision, memory.
+
+Counted the way larq.models.summary counts a Keras model, so the totals can be compared: a binary layer's
+weights are 1-bit parameters (the packed words' padding bits are not parameters) and its MACs are 1-bit; every
+other float initializer is a 32-bit parameter; a float Conv/MatMul/Gemm does (weights x output pixels) 32-bit
+MACs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from bnn2onnx.ops import schema
+
+FLOAT_MAC_OPS = ("Conv", "MatMul", "Gemm")
+
+
+@dataclass
+class LayerRow:
+    name: str
+    op: str
+    output_shape: list
+    binary_params: int = 0
+    float_params: int = 0
+    binary_macs: int = 0
+    float_macs: int = 0
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.binary_params / 8 + self.float_params * 4
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, list]:
+    inferred = model.graph.value_info
+    shapes = {}
+    for value in [*model.graph.input, *model.graph.output, *inferred]:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+    return shapes
+
+
+def _pixels(shape: list, packed: bool) -> int:
+    spatial = shape[1:-1] if packed else shape[2:]
+    return int(np.prod([d for d in spatial if isinstance(d, int)])) if spatial else 1
+
+
+def layer_rows(model: onnx.ModelProto) -> list[LayerRow]:
+    initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    shapes = _shapes(model)
+    rows = []
+    for node in model.graph.node:
+        consts = [initializers[name] for name in node.input if name in initializers]
+        float_consts = [c for c in consts if c.dtype.kind == "f"]
+        if not consts:
+            continue
+        out_shape = shapes.get(node.output[0], [])
+        row = LayerRow(node.name or node.op_type, node.op_type, out_shape)
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type in (schema.BINARY_CONV2D, schema.BINARY_DENSE):
+            weights = initializers[node.input[1]]
+            channels_in = attrs["channels_in"] // attrs.get("group", 1)
+            row.binary_params = int(np.prod(weights.shape[:-1])) * channels_in
+            row.float_params = sum(c.size for c in float_consts)
+            packed = bool(attrs.get("packed_output", 0))
+            pixels = _pixels(out_shape, packed) if node.op_type == schema.BINARY_CONV2D else 1
+            row.binary_macs = row.binary_params * pixels
+        else:
+            row.float_params = sum(c.size for c in float_consts)
+            if node.op_type in FLOAT_MAC_OPS and len(node.input) > 1 and node.input[1] in initializers:
+                weight_count = initializers[node.input[1]].size
+                pixels = _pixels(out_shape, False) if node.op_type == "Conv" else 1
+                row.float_macs = weight_count * pixels
+        if row.binary_params or row.float_params:
+            rows.append(row)
+    return rows
