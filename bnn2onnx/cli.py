@@ -120,7 +120,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         feeds = feeds_from_array(converted, inputs) if inputs is not None else \
             random_inputs(converted, args.samples, args.seed)
         progress("comparing")
-        result = verify(source.predict(feeds), source.float_model, converted, feeds)
+        result = verify(source.predict(feeds), source.float_model, converted, feeds, source.values)
     console.print(f"verification: {result.summary()}")
     return 0 if result.passed else 1
 

@@ -17,7 +17,7 @@ import onnx
 from bnn2onnx.errors import ConversionError
 from bnn2onnx.ops import schema
 from bnn2onnx.passes import PipelineReport, optimize
-from bnn2onnx.verification import Verification, verify
+from bnn2onnx.verification import SourceValues, Verification, verify
 
 BINARY_OPS = (schema.BINARY_CONV2D, schema.BINARY_DENSE)
 FLOAT_LAYER_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -54,13 +54,15 @@ class Source:
     """A loaded source model: its float ONNX, and how to compute its own outputs for verification."""
     float_model: onnx.ModelProto
     predict: Callable[[dict[str, np.ndarray]], np.ndarray]
+    values: SourceValues | None = None  # the source's own intermediate values, by float-ONNX tensor name
 
 
 def load_source(source: Any, progress: Progress) -> Source:
     """Keras/Larq file or directory, or a tf.keras Model object."""
     from bnn2onnx.frontends import keras
 
-    if isinstance(source, (str, Path)):
+    owned = isinstance(source, (str, Path))
+    if owned:
         progress("loading Keras model")
         model = keras.load_keras_model(source)
     elif type(source).__module__.startswith(("keras", "tf_keras", "tensorflow")):
@@ -68,7 +70,9 @@ def load_source(source: Any, progress: Progress) -> Source:
     else:
         raise ConversionError(f"unsupported source {type(source).__name__}: give a Keras model or its file")
     progress("exporting float ONNX (tf2onnx)")
-    float_model = keras.keras_to_float_onnx(model)
+    # Quantizing kernels in place leaves the model computing exactly what it computed before (the quantizer
+    # is idempotent on its own output), so it still serves as the reference for verification.
+    float_model = keras.keras_to_float_onnx(model, owned=owned)
     input_names = [i.name for i in float_model.graph.input]
 
     def predict(feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -77,7 +81,7 @@ def load_source(source: Any, progress: Progress) -> Source:
         first = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
         return np.asarray(first)
 
-    return Source(float_model, predict)
+    return Source(float_model, predict, lambda feeds, names: keras.layer_values(model, input_names, feeds, names))
 
 
 def random_inputs(model: onnx.ModelProto, samples: int, seed: int) -> dict[str, np.ndarray]:
@@ -131,7 +135,7 @@ def convert_with_report(source: Any, inputs: np.ndarray | None = None, samples: 
     if verify_result:
         progress("verifying against the source model")
         feeds = feeds_from_array(model, inputs) if inputs is not None else random_inputs(model, samples, seed)
-        result.verification = verify(loaded.predict(feeds), loaded.float_model, model, feeds)
+        result.verification = verify(loaded.predict(feeds), loaded.float_model, model, feeds, loaded.values)
     return result
 
 

@@ -2,22 +2,23 @@
 
 Outputs agree when max |converted - source| <= 1e-3 * max |source| and every argmax matches. When they do not,
 the float ONNX (the frontend's output, which computes what the source computes) and the converted model are run
-side by side on every tensor they share, which finds the first layer that diverges; and every binarizer input
-they share is checked for sign flips. A flip where the float value is within rounding of 0 (|v| <= 1e-5 * max|v|
-of that tensor) is a *tie*: the source's own sign there is float32 noise, and no exact converter can reproduce
-it. Ties are reported, never hidden by a looser tolerance.
+side by side on every tensor they share, which finds the first layer that diverges; and every binarizer is checked for sign flips. Binarizers are examined in graph order: at the first one
+whose signs differ, every flip must be a *tie*, a value the source computes within float32 rounding of 0
+(within the float difference measured on that very tensor, at least 1e-5 of its largest value): there the
+source's own sign is rounding noise that no exact converter can reproduce, and everything after follows from
+it. Ties are reported, never hidden by a looser tolerance; any other flip is a disagreement.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-import onnx_graphsurgeon as gs
-import onnxruntime as ort
 
 from bnn2onnx.ops import schema
+from bnn2onnx.ops.reference import bit_unpack
 from bnn2onnx.runtime import inference_session
 
 OUTPUT_TOLERANCE = 1e-3
@@ -32,17 +33,23 @@ class Divergence:
 
 
 @dataclass
+class FirstFlip:
+    """The first binarizer (in graph order) whose signs differ between source and converted model."""
+    tensor: str
+    ties: int  # flips where the source value is within its own rounding noise of 0
+    others: int  # flips of clearly non-zero values: a real disagreement
+
+
+@dataclass
 class Verification:
     max_abs_diff: float
     scale: float
     argmax_agreement: float
     samples: int
     first_divergence: Divergence | None = None
-    tie_flips: int = 0
-    real_flips: dict[str, int] = field(default_factory=dict)  # binarizer input -> sign flips away from 0
-    # Values within rounding of 0 at binarizers the converted model does not expose as float (their layer was
-    # fused into a packed-output layer): flips there cannot be observed, only their possibility counted.
-    hidden_ties: int = 0
+    first_flip: FirstFlip | None = None
+    later_flips: int = 0  # sign flips after the first flipping binarizer (its consequences)
+    hidden_binarizers: int = 0  # binarizers whose decisions the converted model does not expose
 
     @property
     def outputs_agree(self) -> bool:
@@ -50,7 +57,8 @@ class Verification:
 
     @property
     def explained_by_ties(self) -> bool:
-        return not self.outputs_agree and (self.tie_flips > 0 or self.hidden_ties > 0) and not self.real_flips
+        return (not self.outputs_agree and self.first_flip is not None and self.first_flip.others == 0
+                and self.hidden_binarizers == 0)
 
     @property
     def passed(self) -> bool:
@@ -61,14 +69,16 @@ class Verification:
                 f"{self.argmax_agreement:.1%} on {self.samples} inputs")
         if self.outputs_agree:
             return "agree: " + head
-        detail = f"; first diverging tensor {self.first_divergence.tensor!r}" if self.first_divergence else ""
+        divergence = f"; first diverging tensor {self.first_divergence.tensor!r}" if self.first_divergence else ""
+        flip = self.first_flip
         if self.explained_by_ties:
-            ties = (f"{self.tie_flips} sign flip(s) at source pre-activations within float32 rounding of 0"
-                    if self.tie_flips else
-                    f"{self.hidden_ties} source pre-activation(s) within float32 rounding of 0 inside fused layers")
-            return f"differ only through sign ties ({ties}; no other sign differs): {head}{detail}"
-        flips = ", ".join(f"{name!r}: {count}" for name, count in self.real_flips.items())
-        return f"DISAGREE: {head}{detail}" + (f"; sign flips away from 0 at {flips}" if flips else "")
+            return (f"differ only through sign ties: {flip.ties} value(s) of {flip.tensor!r} that the source computes "
+                    f"within float32 rounding of 0 binarize differently ({self.later_flips} later sign(s) follow "
+                    f"from them): {head}{divergence}")
+        why = f"; first sign flips at {flip.tensor!r}: {flip.others} clearly non-zero, {flip.ties} ties" if flip \
+            else "; no binarizer flips a sign"
+        hidden = f"; {self.hidden_binarizers} binarizer(s) not observable" if self.hidden_binarizers else ""
+        return f"DISAGREE: {head}{divergence}{why}{hidden}"
 
 
 def compare_outputs(source: np.ndarray, converted: np.ndarray) -> tuple[float, float, float]:
@@ -80,68 +90,86 @@ def compare_outputs(source: np.ndarray, converted: np.ndarray) -> tuple[float, f
     return diff, scale, agreement
 
 
-def binarizer_inputs(float_model: onnx.ModelProto) -> set[str]:
-    """Names of the tensors the float model binarizes (found by the same recogniser the converter uses)."""
-    from bnn2onnx.passes import recognise_binarizers
+def binarized_reference(float_model: onnx.ModelProto) -> onnx.ModelProto:
+    """The float model with its binarizers in canonical form, BitUnpack(BitPack(x)), moved past transposes as
+    the converter moves them: it computes exactly what the float model computes, and its packed tensors have
+    the names the converted model gives them, so both can be compared binarizer by binarizer."""
+    from bnn2onnx.passes import optimize, recognise_binarizers, sink_layout_ops
 
-    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(float_model))
-    recognise_binarizers.run(graph)
-    return {node.inputs[0].name for node in graph.nodes if node.op == schema.BIT_PACK}
+    reference, _ = optimize(float_model, passes=(recognise_binarizers.run, sink_layout_ops.run))
+    return reference
 
 
-def _run_exposing(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray],
-                  custom_ops: bool) -> dict[str, np.ndarray]:
+def _run_exposing(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
     known = {o.name for o in exposed.graph.output}
     for name in names:
         if name not in known:
             exposed.graph.output.append(onnx.ValueInfoProto(name=name))
-    if custom_ops:
-        session = inference_session(exposed)
-    else:
-        session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = inference_session(exposed)
     outputs = [o.name for o in session.get_outputs()]
     return dict(zip(outputs, session.run(None, feeds)))
 
 
-def _near_zero(values: np.ndarray) -> np.ndarray:
-    return np.abs(values) <= TIE_TOLERANCE * max(float(np.max(np.abs(values))) if values.size else 0.0, 1e-30)
+SourceValues = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
 
 def verify(source_outputs: np.ndarray, float_model: onnx.ModelProto, converted: onnx.ModelProto,
-           feeds: dict[str, np.ndarray]) -> Verification:
-    """Compares the converted model's first output with the source's, and explains a disagreement."""
+           feeds: dict[str, np.ndarray], source_values: SourceValues | None = None) -> Verification:
+    """Compares the converted model's first output with the source's, and explains a disagreement.
+
+    `source_values(feeds, names)` returns the source model's own values of those float-ONNX tensors it can
+    identify (ONNX layout); binarizer inputs are judged against them, so ties in the source itself are seen
+    even where the float ONNX rounded the other way. Tensors it cannot identify are judged against the
+    float ONNX."""
     converted_session = inference_session(converted)
     output = converted_session.run(None, feeds)[0]
     result = Verification(*compare_outputs(source_outputs, output), samples=len(source_outputs))
     if result.outputs_agree:
         return result
-    float_order = [o for node in float_model.graph.node for o in node.output]
-    converted_names = {o for node in converted.graph.node for o in node.output}
-    shared = [name for name in float_order if name in converted_names]
-    float_values = _run_exposing(float_model, shared, feeds, custom_ops=False)
-    converted_values = _run_exposing(converted, shared, feeds, custom_ops=True)
-    for name in shared:
-        a, b = float_values.get(name), converted_values.get(name)
-        if a is None or b is None or a.shape != b.shape or a.dtype != b.dtype:
+    reference = binarized_reference(float_model)
+    order = [o for node in reference.graph.node for o in node.output]
+    converted_names = {o for node in converted.graph.node for o in node.output} | \
+        {i.name for i in converted.graph.input}
+    binarizers = [(node.input[0], node.output[0]) for node in reference.graph.node if node.op_type == schema.BIT_PACK]
+    wanted = [name for name in order if name in converted_names]
+    wanted += [x for x, _ in binarizers if x not in converted_names]
+    reference_values = _run_exposing(reference, wanted, feeds)
+    converted_values = _run_exposing(converted, [n for n in wanted if n in converted_names], feeds)
+    for name in order:
+        a, b = reference_values.get(name), converted_values.get(name)
+        if a is None or b is None or a.shape != b.shape or a.dtype != b.dtype or a.dtype != np.float32:
             continue
         diff, scale = float(np.max(np.abs(a - b))) if a.size else 0.0, float(np.max(np.abs(a))) if a.size else 0.0
-        if result.first_divergence is None and diff > OUTPUT_TOLERANCE * max(scale, 1e-12):
+        if diff > OUTPUT_TOLERANCE * max(scale, 1e-12):
             result.first_divergence = Divergence(name, diff, scale)
-    binarized = binarizer_inputs(float_model)
-    hidden = sorted(binarized - set(shared))
-    for name, a in _run_exposing(float_model, hidden, feeds, custom_ops=False).items():
-        if name in hidden:
-            result.hidden_ties += int(np.sum(_near_zero(a)))
-    for name in sorted(binarized & set(shared)):
-        a, b = float_values.get(name), converted_values.get(name)
-        if a is None or b is None or a.shape != b.shape:
+            break
+    from_source = source_values(feeds, [x for x, _ in binarizers]) if source_values else {}
+    for x_name, packed_name in binarizers:
+        x = reference_values[x_name]
+        if x_name in from_source and from_source[x_name].shape == x.shape:
+            x = from_source[x_name]
+        if packed_name in converted_values:  # the converted layer packs its output: compare bits
+            channels = x.shape[1]
+            flips = bit_unpack(reference_values[packed_name], channels=channels) != \
+                bit_unpack(converted_values[packed_name], channels=channels)
+            noise = 0.0
+        elif x_name in converted_values:  # the converted model binarizes this float tensor itself
+            flips = (x < 0) != (converted_values[x_name] < 0)
+            noise = float(np.max(np.abs(x - converted_values[x_name]))) if x.size else 0.0
+        else:
+            result.hidden_binarizers += 1
             continue
-        flips = (a < 0) != (b < 0)
-        near_zero = _near_zero(a)
-        result.tie_flips += int(np.sum(flips & near_zero))
-        real = int(np.sum(flips & ~near_zero))
-        if real:
-            result.real_flips[name] = real
+        count = int(np.sum(flips))
+        if not count:
+            continue
+        if result.first_flip is not None:
+            result.later_flips += count
+            continue
+        # Within rounding of 0: below the float noise measured on this tensor (twice, for both sides'
+        # rounding), and never below 1e-5 of its largest value.
+        near_zero = np.abs(x) <= max(2 * noise, TIE_TOLERANCE * (float(np.max(np.abs(x))) if x.size else 0.0))
+        ties = int(np.sum(flips & near_zero))
+        result.first_flip = FirstFlip(x_name, ties, count - ties)
     return result

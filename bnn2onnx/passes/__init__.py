@@ -16,14 +16,14 @@ import onnx_graphsurgeon as gs
 from bnn2onnx.ops import schema
 from bnn2onnx.passes import (cancel_pack_unpack, fold_output_affine, fuse_binary_conv, fuse_binary_dense,
                              fuse_binary_maxpool, fuse_input_packing, fuse_threshold_output,
-                             recognise_binarizers, sink_transposes)
+                             recognise_binarizers, sink_layout_ops)
 from bnn2onnx.passes.graph_tools import PassResult
 
 Pass = Callable[[gs.Graph], PassResult]
 
 # The order matters:
 # - binarizers first: every later pass matches on the canonical BitUnpack(BitPack(x));
-# - transposes next, so each binary Conv sees its binarizer (and +1 Pad) directly;
+# - layout ops next (Transpose, Reshape), so each binary Conv sees its binarizer (and +1 Pad) directly;
 # - conv and dense fusion create the binary layers the remaining passes refine;
 # - max-pool before thresholds, so a layer -> BN -> MaxPool -> binarizer chain ends in a BitPack the
 #   threshold pass can absorb;
@@ -33,7 +33,7 @@ Pass = Callable[[gs.Graph], PassResult]
 #   into that reader.
 PIPELINE: tuple[Pass, ...] = (
     recognise_binarizers.run,
-    sink_transposes.run,
+    sink_layout_ops.run,
     fuse_binary_conv.run,
     fuse_binary_dense.run,
     fuse_binary_maxpool.run,
@@ -62,7 +62,8 @@ def op_counts(graph: gs.Graph) -> Counter:
 
 def optimize(model: onnx.ModelProto, passes: tuple[Pass, ...] = PIPELINE) -> tuple[onnx.ModelProto, PipelineReport]:
     """Runs the passes over a float ONNX model; returns the rewritten model and what each pass did."""
-    inferred = onnx.shape_inference.infer_shapes(model)
+    # data_prop: shapes computed in the graph (Shape -> Gather -> Concat -> Reshape, as tf2onnx writes Flatten)
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     graph = gs.import_onnx(inferred)
     report = PipelineReport(op_counts_before=op_counts(graph))
     for run_pass in passes:

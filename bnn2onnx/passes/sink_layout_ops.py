@@ -1,11 +1,13 @@
-"""Transposes move above binarizers and cancel: Transpose(bin(x)) -> bin(Transpose(x)),
-Transpose(Pad(bin(x), value)) -> Pad(Transpose(bin(x)), permuted pads, value), Transpose(Transpose(x)) -> x when
-the two permutations compose to the identity.
+"""Layout ops (Transpose, Reshape) move above binarizers and cancel:
+Transpose(bin(x)) -> bin(Transpose(x)); Reshape(bin(x)) -> bin(Reshape(x));
+Transpose(Pad(bin(x), value)) -> Pad(Transpose(bin(x)), permuted pads, value);
+Transpose(Transpose(x)) -> x when the permutations compose to the identity; Reshape(Reshape(x)) -> Reshape(x);
+Reshape(x) -> x when the shapes are equal.
 
-tf2onnx leaves every binarizer between Transpose(NCHW -> NHWC) and Transpose(NHWC -> NCHW) because its
-transpose optimizer has no rule for Sign. A binarizer is elementwise and a constant Pad commutes with a
-permutation of its axes, so moving the Transpose above them is exact; then the pair of Transposes cancels and
-the binary Conv sees its binarizer directly.
+tf2onnx leaves every binarizer between Transpose(NCHW -> NHWC) and Transpose(NHWC -> NCHW) (or Reshapes, for
+1x1 images) because its transpose optimizer has no rule for Sign. A binarizer is elementwise, so it commutes
+with any layout op, and a constant Pad commutes with a permutation of its axes: moving the layout ops above
+them is exact; then they cancel and the binary Conv sees its binarizer directly.
 """
 
 from __future__ import annotations
@@ -43,6 +45,36 @@ def _sink_through_binarizer(graph: gs.Graph, transpose: gs.Node, perm: list[int]
     return True
 
 
+def _sink_reshape_through_binarizer(graph: gs.Graph, reshape: gs.Node) -> bool:
+    unpack = is_binarized(reshape.inputs[0])
+    out = reshape.outputs[0]
+    if unpack is None or out.shape is None or len(out.shape) < 2 or not isinstance(out.shape[1], int):
+        return False
+    x = unpack.inputs[0].inputs[0].inputs[0]  # BitUnpack <- BitPack <- x
+    reshaped = fresh_variable(graph, f"{reshape.name}_reshaped", x.dtype, list(out.shape))
+    graph.nodes.append(gs.Node("Reshape", f"{reshape.name}_reshape", dict(reshape.attrs),
+                               [x, reshape.inputs[1]], [reshaped]))
+    detach(reshape)
+    binarize(graph, reshaped, out, reshape.name)
+    return True
+
+
+def _cancel_reshape(graph: gs.Graph, reshape: gs.Node) -> bool:
+    x, out = reshape.inputs[0], reshape.outputs[0]
+    # Equal static dims after the batch mean equal batch dims too (same element count), whatever their symbols.
+    if x.shape is not None and out.shape is not None and len(x.shape) == len(out.shape) and \
+            list(x.shape[1:]) == list(out.shape[1:]) and all(isinstance(d, int) for d in x.shape[1:]):
+        replace_uses(graph, out, x)
+        detach(reshape)
+        return True
+    inner = producer_op(x, "Reshape")
+    target = constant(reshape.inputs[1])
+    if inner is not None and target is not None and not np.any(target == 0):
+        reshape.inputs[0] = inner.inputs[0]  # the outer target shape alone decides the result
+        return True
+    return False
+
+
 def _sink_through_pad(graph: gs.Graph, transpose: gs.Node, perm: list[int]) -> bool:
     pad = producer_op(transpose.inputs[0], "Pad")
     if pad is None or pad.attrs.get("mode", "constant") != "constant" or is_binarized(pad.inputs[0]) is None:
@@ -75,16 +107,22 @@ def _cancel(graph: gs.Graph, transpose: gs.Node, perm: list[int]) -> bool:
 
 
 def run(graph: gs.Graph) -> PassResult:
-    result = PassResult("sink_transposes")
+    result = PassResult("sink_layout_ops")
     changed = True
-    while changed:  # each rewrite moves a Transpose strictly upwards or removes one, so this ends
+    while changed:  # each rewrite moves a layout op strictly upwards or removes one, so this ends
         changed = False
         for node in list(graph.nodes):
-            perm = _perm(node) if node.op == "Transpose" and node.outputs else None
-            if perm is None:
+            if not node.outputs:
                 continue
-            if _cancel(graph, node, perm) or _sink_through_binarizer(graph, node, perm) or \
-                    _sink_through_pad(graph, node, perm):
+            if node.op == "Reshape":
+                moved = _cancel_reshape(graph, node) or _sink_reshape_through_binarizer(graph, node)
+            elif node.op == "Transpose" and _perm(node) is not None:
+                perm = _perm(node)
+                moved = _cancel(graph, node, perm) or _sink_through_binarizer(graph, node, perm) or \
+                    _sink_through_pad(graph, node, perm)
+            else:
+                moved = False
+            if moved:
                 result.rewrites += 1
                 changed = True
         graph.cleanup()

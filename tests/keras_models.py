@@ -1,0 +1,79 @@
+"""Small Larq models for the converter tests, built the way the seed guide builds BNNs, with randomized batch-norm
+statistics (default statistics make every pre-activation land on a float tie at exactly 0)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bnn2onnx.frontends.keras import tensorflow_for_larq
+
+tf = tensorflow_for_larq()
+import larq as lq  # noqa: E402  (after tensorflow_for_larq, which sets up legacy Keras)
+
+BINARY = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+              use_bias=False)
+
+
+def randomize_batch_norms(model, seed: int = 0, special_gammas: bool = False):
+    """Random gamma/beta/mean/variance; with special_gammas some gammas are negative and one is exactly 0 (a
+    threshold direction of -1 and a constant output channel)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if not isinstance(layer, tf.keras.layers.BatchNormalization):
+            continue
+        values = []
+        for weight, current in zip(layer.weights, layer.get_weights()):
+            kind = weight.name.split("/")[-1].split(":")[0]
+            if kind == "gamma":
+                gamma = rng.normal(1.0, 0.3, current.shape)
+                if special_gammas:
+                    gamma[::3] *= -1
+                    gamma[1] = 0.0
+                values.append(gamma)
+            elif kind in ("beta", "moving_mean"):
+                values.append(rng.normal(0.0, 0.5, current.shape))
+            else:
+                values.append(rng.uniform(0.5, 1.5, current.shape))
+        layer.set_weights(values)
+    return model
+
+
+def vgg_style():
+    """binary conv -> BN -> binary conv ... with no residual (BinaryNet), a max-pool, binary dense layers."""
+    x = tf.keras.Input((16, 16, 3))
+    h = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = lq.layers.QuantConv2D(64, 3, padding="same", **BINARY)(h)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = tf.keras.layers.MaxPool2D(2)(h)
+    h = lq.layers.QuantConv2D(70, 3, padding="same", pad_values=1.0, **BINARY)(h)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = lq.layers.QuantConv2D(96, 3, strides=2, padding="same", **BINARY)(h)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = tf.keras.layers.Flatten()(h)
+    h = lq.layers.QuantDense(100, **BINARY)(h)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = lq.layers.QuantDense(10, **BINARY)(h)
+    h = tf.keras.layers.BatchNormalization()(h)
+    return randomize_batch_norms(tf.keras.Model(x, h, name="vgg_style"), special_gammas=True)
+
+
+def bireal_style():
+    """A residual around every binary conv (Bi-Real): every binary layer keeps a float output."""
+    x = tf.keras.Input((16, 16, 3))
+    h = tf.keras.layers.Conv2D(48, 3, padding="same", use_bias=False)(x)
+    h = tf.keras.layers.BatchNormalization()(h)
+    for strides, pad_values in ((1, 0.0), (1, 1.0), (1, 0.0)):
+        y = lq.layers.QuantConv2D(48, 3, strides=strides, padding="same", pad_values=pad_values, **BINARY)(h)
+        y = tf.keras.layers.BatchNormalization()(y)
+        h = tf.keras.layers.Add()([y, h])
+    h = tf.keras.layers.GlobalAveragePooling2D()(h)
+    h = tf.keras.layers.Dense(10)(h)
+    return randomize_batch_norms(tf.keras.Model(x, h, name="bireal_style"))
+
+
+def binary_layer_count(model) -> int:
+    """Quantized conv/dense layers with both a binary input quantizer and a binary kernel quantizer."""
+    return sum(1 for layer in model.layers
+               if isinstance(layer, (lq.layers.QuantConv2D, lq.layers.QuantDense))
+               and layer.input_quantizer is not None and layer.kernel_quantizer is not None)

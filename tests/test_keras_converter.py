@@ -1,0 +1,105 @@
+"""The Keras/Larq converter end to end: real TensorFlow/Larq models, converted, run in onnxruntime with the
+custom ops, compared with Keras itself."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import bnn2onnx
+from bnn2onnx.convert import convert, convert_with_report
+from keras_models import binary_layer_count, bireal_style, tf, vgg_style
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "models"))
+from train_digits_bnn import digits_split  # noqa: E402
+
+
+def op_counts(model: onnx.ModelProto) -> Counter:
+    return Counter(node.op_type for node in model.graph.node)
+
+
+def packed_layers(model: onnx.ModelProto) -> list[str]:
+    return [n.name for n in model.graph.node
+            if any(a.name == "packed_output" and a.i == 1 for a in n.attribute)]
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = bnn2onnx.inference_session(model)
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def test_demo_model_predicts_exactly_like_keras_on_the_digits_test_set() -> None:
+    source = ROOT / "models" / "digits_bnn.h5"
+    converted = convert(source)
+    _, x_test, _, y_test = digits_split()
+    keras_model = tf.keras.models.load_model(source, compile=False)
+    expected = keras_model.predict(x_test, verbose=0)
+    actual = run(converted, x_test)
+    assert np.array_equal(actual.argmax(1), expected.argmax(1))
+    assert np.mean(actual.argmax(1) == y_test) >= 0.9
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-3 * np.abs(expected).max())
+    counts = op_counts(converted)
+    assert (counts["BinaryConv2D"], counts["BinaryDense"], counts["BinaryMaxPool2D"]) == (5, 1, 1)
+    assert counts["Sign"] == 0 and counts["Conv"] == 1 and counts["MatMul"] == 1  # float stem and classifier
+    assert len(packed_layers(converted)) == 2  # the two VGG-style blocks
+
+
+def test_vgg_style_model_gets_packed_threshold_outputs_and_is_exact() -> None:
+    model = vgg_style()
+    result = convert_with_report(model, samples=32)
+    assert result.verification.outputs_agree, result.verification.summary()
+    counts = op_counts(result.model)
+    assert counts["BinaryConv2D"] + counts["BinaryDense"] == binary_layer_count(model) == 5
+    assert counts["BinaryMaxPool2D"] == 1 and counts["MaxPool"] == 0
+    # Every binary layer whose batch norm feeds only the next binarizer outputs packed bits; the last conv
+    # (followed by Flatten's transpose) and the last dense (the model output) stay float.
+    assert len(packed_layers(result.model)) == 3
+    x = np.random.default_rng(1).standard_normal((64, 16, 16, 3)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_bireal_style_model_keeps_float_outputs_and_is_exact() -> None:
+    model = bireal_style()
+    result = convert_with_report(model, samples=32)
+    assert result.verification.outputs_agree, result.verification.summary()
+    assert op_counts(result.model)["BinaryConv2D"] == binary_layer_count(model) == 3
+    assert packed_layers(result.model) == []
+    x = np.random.default_rng(2).standard_normal((64, 16, 16, 3)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_converted_model_validates_and_declares_custom_op_shapes() -> None:
+    result = convert_with_report(vgg_style(), verify_result=False)
+    onnx.checker.check_model(result.model)
+    declared = {v.name: v for v in result.model.graph.value_info}
+    for node in result.model.graph.node:
+        if node.domain == "bnn2onnx":
+            dims = declared[node.output[0]].type.tensor_type.shape.dim
+            assert len(dims) >= 2 and all(d.HasField("dim_value") for d in dims[1:]), node.name
+
+
+@pytest.mark.parametrize("name", ["QuickNet", "QuickNetSmall", "BiRealNet", "BinaryAlexNet", "XNORNet",
+                                  "BinaryDenseNet28"])
+def test_larq_zoo_model_converts_every_binary_layer_and_agrees(name: str) -> None:
+    import larq_zoo
+
+    from keras_models import randomize_batch_norms
+
+    factory = getattr(larq_zoo.literature, name, None) or getattr(larq_zoo.sota, name)
+    model = randomize_batch_norms(factory(weights=None, input_shape=(224, 224, 3)))
+    result = convert_with_report(model, samples=16)
+    counts = op_counts(result.model)
+    assert counts["BinaryConv2D"] + counts["BinaryDense"] == binary_layer_count(model)
+    verification = result.verification
+    assert verification.passed, verification.summary()
+    assert verification.argmax_agreement == 1.0 and verification.samples >= 16
+    if name == "QuickNet":
+        assert result.converted_bytes <= 4.4 * 2**20
