@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,10 +176,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """TensorFlow's C++ runtime logs to file descriptor 2 (absl, oneDNN, CUDA probing) whatever Python asks;
+    without --debug that noise goes to a scratch file, so stderr carries only bnn2onnx's one-line error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as scratch:
+        os.dup2(scratch.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        return args.run(args)
+        if args.debug:
+            return args.run(args)
+        with _quiet_native_stderr():
+            return args.run(args)
     except Exception as error:  # one line for the user; the traceback only with --debug
         if args.debug:
             raise

@@ -65,7 +65,7 @@ def load_source(source: Any, progress: Progress) -> Source:
     if owned:
         progress("loading Keras model")
         model = keras.load_keras_model(source)
-    elif type(source).__module__.startswith(("keras", "tf_keras", "tensorflow")):
+    elif isinstance(source, keras.tensorflow_for_larq().keras.Model):
         model = source
     else:
         raise ConversionError(f"unsupported source {type(source).__name__}: give a Keras model or its file")

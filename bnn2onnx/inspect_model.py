@@ -2,8 +2,9 @@
 
 Counted the way larq.models.summary counts a Keras model, so the totals can be compared: a binary layer's
 weights are 1-bit parameters (the packed words' padding bits are not parameters) and its MACs are 1-bit; every
-other float initializer is a 32-bit parameter; a float Conv/MatMul/Gemm does (weights x output pixels) 32-bit
-MACs.
+other initializer element (float, or int32 thresholds) is a 32-bit parameter; a float Conv/MatMul/Gemm does
+(weights x output pixels) 32-bit MACs. 1-bit parameters and both MAC counts equal larq's; 32-bit parameters
+equal larq's minus what tf2onnx folded away (a batch norm after a float conv becomes that conv's bias).
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ def layer_rows(model: onnx.ModelProto) -> list[LayerRow]:
     rows = []
     for node in model.graph.node:
         consts = [initializers[name] for name in node.input if name in initializers]
-        float_consts = [c for c in consts if c.dtype.kind == "f"]
         if not consts:
             continue
         out_shape = shapes.get(node.output[0], [])
@@ -64,12 +64,12 @@ def layer_rows(model: onnx.ModelProto) -> list[LayerRow]:
             weights = initializers[node.input[1]]
             channels_in = attrs["channels_in"] // attrs.get("group", 1)
             row.binary_params = int(np.prod(weights.shape[:-1])) * channels_in
-            row.float_params = sum(c.size for c in float_consts)
+            row.float_params = sum(initializers[name].size for name in node.input[2:] if name in initializers)
             packed = bool(attrs.get("packed_output", 0))
             pixels = _pixels(out_shape, packed) if node.op_type == schema.BINARY_CONV2D else 1
             row.binary_macs = row.binary_params * pixels
         else:
-            row.float_params = sum(c.size for c in float_consts)
+            row.float_params = sum(c.size for c in consts if c.dtype.kind == "f")
             if node.op_type in FLOAT_MAC_OPS and len(node.input) > 1 and node.input[1] in initializers:
                 weight_count = initializers[node.input[1]].size
                 pixels = _pixels(out_shape, False) if node.op_type == "Conv" else 1

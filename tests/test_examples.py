@@ -1,4 +1,4 @@
-"""The README's demo runs and reports exact agreement with the reference."""
+"""The README's demos run and report exact agreement."""
 
 import subprocess
 import sys
@@ -7,9 +7,19 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+def run_example(name: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_digits_demo_converts_and_agrees_with_keras(tmp_path: Path) -> None:
+    out = run_example("digits_demo.py", str(tmp_path))
+    assert "prediction agreement 100.00%" in out, out
+    assert (tmp_path / "digits_bnn.onnx").is_file()
+
+
 def test_binary_layers_demo_agrees_with_reference() -> None:
-    result = subprocess.run([sys.executable, str(EXAMPLES / "binary_layers_demo.py")], capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if "thread(s)" in line]
-    assert len(lines) == 2 and all("argmax agreement 100%" in line for line in lines), result.stdout
+    lines = [line for line in run_example("binary_layers_demo.py").splitlines() if "thread(s)" in line]
+    assert len(lines) == 2 and all("argmax agreement 100%" in line for line in lines), lines

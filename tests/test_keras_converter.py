@@ -79,7 +79,7 @@ def test_bireal_style_model_keeps_float_outputs_and_is_exact() -> None:
 def test_converted_model_validates_and_declares_custom_op_shapes() -> None:
     result = convert_with_report(vgg_style(), verify_result=False)
     onnx.checker.check_model(result.model)
-    declared = {v.name: v for v in result.model.graph.value_info}
+    declared = {v.name: v for v in [*result.model.graph.value_info, *result.model.graph.output]}
     for node in result.model.graph.node:
         if node.domain == "bnn2onnx":
             dims = declared[node.output[0]].type.tensor_type.shape.dim

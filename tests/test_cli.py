@@ -1,0 +1,109 @@
+"""The bnn2onnx command line, run as users run it (the installed console script, in a subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "models" / "digits_bnn.h5"
+CLI = Path(sys.executable).parent / "bnn2onnx"
+
+
+def bnn2onnx(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=600,
+                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("cli") / "digits.onnx"
+    return out, bnn2onnx("convert", str(DEMO), "-o", str(out))
+
+
+def test_convert_reports_layers_sizes_and_verification(converted) -> None:
+    out, result = converted
+    assert result.returncode == 0, result.stderr
+    assert "6 binary layers, 2 float layers" in result.stdout
+    assert "float: input is not binarized" in result.stdout
+    assert "verification: agree" in result.stdout and "size: source" in result.stdout
+    model = onnx.load(out)
+    onnx.checker.check_model(model)
+    assert sum(n.op_type == "BinaryConv2D" for n in model.graph.node) == 5
+
+
+def test_verify_accepts_the_converted_model_on_a_user_batch(converted, tmp_path: Path) -> None:
+    out, _ = converted
+    batch = tmp_path / "batch.npy"
+    np.save(batch, np.random.default_rng(3).uniform(-1, 1, (20, 8, 8, 1)).astype(np.float32))
+    result = bnn2onnx("verify", str(DEMO), str(out), "--inputs", str(batch))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verification: agree" in result.stdout and "on 20 inputs" in result.stdout
+
+
+def test_inspect_totals_match_larq_summary(converted) -> None:
+    from bnn2onnx.frontends.keras import load_keras_model, tensorflow_for_larq
+    from bnn2onnx.inspect_model import layer_rows
+
+    tf = tensorflow_for_larq()
+    from larq.models import ModelProfile
+
+    out, _ = converted
+    result = bnn2onnx("inspect", str(out))
+    assert result.returncode == 0 and "total" in result.stdout, result.stderr
+    keras_model = load_keras_model(DEMO)
+    profile = ModelProfile(keras_model)
+    rows = layer_rows(onnx.load(out))
+    assert sum(r.binary_params for r in rows) == profile.weight_count(bitwidth=1)
+    assert sum(r.binary_macs for r in rows) == profile.op_count("mac", 1)
+    assert sum(r.float_macs for r in rows) == profile.op_count("mac", 32)
+    # tf2onnx folds a batch norm that follows a float conv into the conv: larq counts the norm's 2 x C
+    # statistics (and the conv's C biases, if any); the folded conv carries just C biases.
+    folded = 0
+    for before, layer in zip(keras_model.layers, keras_model.layers[1:]):
+        if isinstance(layer, tf.keras.layers.BatchNormalization) and type(before) is tf.keras.layers.Conv2D:
+            channels = layer.output.shape[-1]
+            folded += channels + (channels if before.use_bias else 0)
+    assert sum(r.float_params for r in rows) == profile.weight_count(bitwidth=32) - folded
+
+
+def _unsupported_layer_model(path: Path) -> None:
+    from bnn2onnx.frontends.keras import tensorflow_for_larq
+
+    tf = tensorflow_for_larq()
+
+    class Doubling(tf.keras.layers.Layer):  # a custom layer the converter cannot know
+        def call(self, x):
+            return 2 * x
+
+    x = tf.keras.Input((4,))
+    tf.keras.Model(x, Doubling()(x)).save(path)
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "not_a_model", "unsupported_layer", "bad_output_name"])
+def test_bad_input_gives_one_line_error_and_writes_nothing(case: str, tmp_path: Path) -> None:
+    source = tmp_path / "model.h5"
+    output = tmp_path / "out.onnx"
+    expected = {"missing": "no such file", "corrupt": "cannot load as a Keras model",
+                "not_a_model": "not a Keras model", "unsupported_layer": "Unknown layer",
+                "bad_output_name": "must end in .onnx"}[case]
+    if case == "corrupt":
+        source.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif case == "not_a_model":
+        source = tmp_path / "notes.txt"
+        source.write_text("not a model")
+    elif case == "unsupported_layer":
+        _unsupported_layer_model(source)
+    elif case == "bad_output_name":
+        output = tmp_path / "out.txt"
+        source = DEMO
+    result = bnn2onnx("convert", str(source), "-o", str(output))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bnn2onnx: error:") and expected in lines[0], result.stderr
+    assert not output.exists() and not list(tmp_path.glob(".out*"))
