@@ -1,4 +1,4 @@
-// What BinaryConv2D and BinaryDense share around their arithmetic: the output mode, the chosen xor-popcount
+// What BinaryConv2D and BinaryDense share around their arithmetic: the output mode, the chosen binary GEMM
 // kernel, the check of the input's element type, and weights and output parameters prepared once at session
 // creation when they are constant initializers (and on every run when they are runtime inputs).
 #pragma once
@@ -8,7 +8,7 @@
 
 #include "op_common.h"
 #include "output_stage.h"
-#include "xor_popcount.h"
+#include "bgemm.h"
 
 namespace bnn2onnx {
 
@@ -24,7 +24,7 @@ class BinaryLayer {
   using Prepare = std::function<Weights(const TensorIn&)>;
 
   BinaryLayer(const OrtKernelInfo* info, Prepare prepare)
-      : spec_(ReadOutputSpec(Attributes(info))), xor_popcount_(XorPopcountFor(SelectIsa())),
+      : spec_(ReadOutputSpec(Attributes(info))), gemm_(BinaryGemmFor(SelectIsa())),
         prepare_(std::move(prepare)) {
     CheckDeclaredParamTypes(info, spec_);
     if (const auto x_type = DeclaredInputType(info, 0)) {
@@ -48,11 +48,11 @@ class BinaryLayer {
     run(x, weights, params_ ? *params_ : *runtime_params);
   }
 
-  XorPopcountFn xor_popcount() const { return xor_popcount_; }
+  BinaryGemmFn gemm() const { return gemm_; }
 
  private:
   OutputSpec spec_;
-  XorPopcountFn xor_popcount_;
+  BinaryGemmFn gemm_;
   Prepare prepare_;
   std::optional<Weights> weights_;
   std::optional<OutputParams> params_;

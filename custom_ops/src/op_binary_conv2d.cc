@@ -1,8 +1,9 @@
 // BinaryConv2D (docs/ops.md): a 2-D convolution of +-1 activations with +-1 weights by xor/popcount.
 //
-// Per output pixel and group, the receptive field is gathered into one packed patch (padded taps as +1, i.e.
-// zero words) and xor-popcounted against every filter of the group. One padding is then already exact; zero
-// padding subtracts, per padded tap, what a +1 input would have contributed there (precomputed per filter tap).
+// Per output row and group, each pixel's receptive field is gathered into one packed row (padded taps as +1,
+// i.e. zero words; the row padded with zero words to the GEMM's alignment), and the binary GEMM counts the
+// differing bits against every filter of the group. One padding is then already exact; zero padding subtracts,
+// at border pixels, what a +1 input would have contributed at each padded tap (precomputed per filter tap).
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -60,7 +61,8 @@ ConvGeometry ReadGeometry(const Attributes& attributes) {
 // The packed filter plus, per filter tap, what a tap of all-+1 input contributes: Cg - 2 * popcount(w_tap).
 struct PackedFilter {
   int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
-  std::vector<Word> bits;        // [O, KH, KW, words_per_group]
+  int64_t row_words = 0;         // GemmWords(KH * KW * words_per_group)
+  std::vector<Word> bits;        // [O, row_words]: [KH, KW, words_per_group] then zero words
   std::vector<int32_t> tap_sum;  // [O, KH * KW]
 
   int64_t Taps() const { return kernel_h * kernel_w; }
@@ -88,11 +90,17 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
   Check(TailBitsClear(w.As<Word>(), rows, g.words_per_group, g.channels_per_group),
         "weights (input 1) have bits set beyond channels_in/group=", g.channels_per_group,
         " in a tap's last word; padding bits must be 0");
-  f.bits.assign(w.As<Word>(), w.As<Word>() + w.size);
+  const int64_t filter_words = f.Taps() * g.words_per_group;
+  f.row_words = GemmWords(filter_words);
+  f.bits.assign(static_cast<size_t>(f.out_channels * f.row_words), Word{0});
+  for (int64_t o = 0; o < f.out_channels; ++o) {
+    std::copy(w.As<Word>() + o * filter_words, w.As<Word>() + (o + 1) * filter_words, f.bits.begin() + o * f.row_words);
+  }
   f.tap_sum.resize(rows);
+  const Word* taps = w.As<Word>();
   for (int64_t r = 0; r < rows; ++r) {
     int32_t negatives = 0;
-    for (int64_t i = 0; i < g.words_per_group; ++i) negatives += __builtin_popcount(f.bits[r * g.words_per_group + i]);
+    for (int64_t i = 0; i < g.words_per_group; ++i) negatives += __builtin_popcount(taps[r * g.words_per_group + i]);
     f.tap_sum[r] = static_cast<int32_t>(g.channels_per_group) - 2 * negatives;
   }
   return f;
@@ -218,47 +226,39 @@ class BinaryConv2D {
     const PackedInput in = PrepareInput(ctx, x, batch, height, width);
     const int64_t taps = f.Taps();
     const int64_t tap_words = g.words_per_group;
-    const int64_t patch_words = taps * tap_words;
+    const int64_t row_words = f.row_words;
     const int64_t out_per_group = out_c / g.group;
     const int32_t full_field = static_cast<int32_t>(taps * g.channels_per_group);
+    const BinaryGemmFn gemm = layer_.gemm();
 
     ParallelFor(ctx, static_cast<size_t>(batch * out_h), [&](size_t task) {
       const int64_t n = static_cast<int64_t>(task) / out_h;
       const int64_t oh = static_cast<int64_t>(task) % out_h;
-      std::vector<Word> patch(static_cast<size_t>(patch_words));
-      std::vector<int64_t> padded_taps;
-      padded_taps.reserve(static_cast<size_t>(taps));
-      std::vector<int32_t> acc(static_cast<size_t>(out_w * out_c));  // [ow][o]
-      for (int64_t ow = 0; ow < out_w; ++ow) {
-        for (int64_t grp = 0; grp < g.group; ++grp) {
-          padded_taps.clear();
+      std::vector<Word> rows(static_cast<size_t>(out_w * row_words));  // one im2col row per output pixel
+      std::vector<int32_t> acc(static_cast<size_t>(out_w * out_c));    // [ow][o]
+      for (int64_t grp = 0; grp < g.group; ++grp) {
+        std::fill(rows.begin(), rows.end(), Word{0});  // padded taps (+1) and the alignment tail
+        for (int64_t ow = 0; ow < out_w; ++ow) {
+          Word* row = rows.data() + ow * row_words;
           for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
             const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+            if (ih < 0 || ih >= height) continue;
             for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
               const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-              const int64_t tap = kh * f.kernel_w + kw;
-              Word* dst = patch.data() + tap * tap_words;
-              if (ih < 0 || ih >= height || iw < 0 || iw >= width) {
-                std::fill(dst, dst + tap_words, Word{0});  // +1 inputs
-                padded_taps.push_back(tap);
-              } else {
-                const Word* src = in.base + ((n * height + ih) * width + iw) * in.pixel_stride + grp * tap_words;
-                std::memcpy(dst, src, static_cast<size_t>(tap_words) * sizeof(Word));
-              }
+              if (iw < 0 || iw >= width) continue;
+              const Word* src = in.base + ((n * height + ih) * width + iw) * in.pixel_stride + grp * tap_words;
+              std::memcpy(row + (kh * f.kernel_w + kw) * tap_words, src, static_cast<size_t>(tap_words) * sizeof(Word));
             }
-          }
-          const int64_t o_begin = grp * out_per_group;
-          int32_t* counts = acc.data() + ow * out_c + o_begin;
-          layer_.xor_popcount()(patch.data(), f.bits.data() + o_begin * patch_words, patch_words, out_per_group, patch_words,
-                        counts);
-          for (int64_t o = 0; o < out_per_group; ++o) {
-            int32_t value = full_field - 2 * counts[o];
-            if (!g.one_padding) {
-              for (int64_t tap : padded_taps) value -= f.tap_sum[(o_begin + o) * taps + tap];
-            }
-            counts[o] = value;
           }
         }
+        const int64_t o_begin = grp * out_per_group;
+        gemm(rows.data(), row_words, out_w, f.bits.data() + o_begin * row_words, row_words, out_per_group, row_words,
+             acc.data() + o_begin, out_c);
+      }
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        int32_t* counts = acc.data() + ow * out_c;
+        for (int64_t o = 0; o < out_c; ++o) counts[o] = full_field - 2 * counts[o];
+        if (!g.one_padding) SubtractPaddedTaps(f, oh, ow, height, width, counts);
       }
       if (packed_out) {
         const int64_t out_words = WordsFor(out_c);
@@ -272,6 +272,26 @@ class BinaryConv2D {
         }
       }
     });
+  }
+
+  // Zero padding: a padded tap was counted as +1 input; take away what +1 contributes there.
+  void SubtractPaddedTaps(const PackedFilter& f, int64_t oh, int64_t ow, int64_t height, int64_t width,
+                          int32_t* acc) const {
+    const ConvGeometry& g = geometry_;
+    const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
+    const bool inside = top >= 0 && left >= 0 && top + (f.kernel_h - 1) * g.dilation_h < height &&
+                        left + (f.kernel_w - 1) * g.dilation_w < width;
+    if (inside) return;
+    const int64_t taps = f.Taps();
+    for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
+      const int64_t ih = top + kh * g.dilation_h;
+      for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
+        const int64_t iw = left + kw * g.dilation_w;
+        if (ih >= 0 && ih < height && iw >= 0 && iw < width) continue;
+        const int64_t tap = kh * f.kernel_w + kw;
+        for (int64_t o = 0; o < f.out_channels; ++o) acc[o] -= f.tap_sum[o * taps + tap];
+      }
+    }
   }
 
   ConvGeometry geometry_;

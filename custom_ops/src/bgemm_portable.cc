@@ -1,6 +1,6 @@
 #include <cstring>
 
-#include "xor_popcount.h"
+#include "bgemm.h"
 
 namespace bnn2onnx {
 namespace {
@@ -21,15 +21,16 @@ inline uint64_t Load64(const Word* p) {
 
 }  // namespace
 
-void XorPopcountPortable(const Word* a, const Word* b, int64_t words, int64_t rows, int64_t b_stride,
-                         int32_t* counts) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const Word* row = b + r * b_stride;
-    int32_t count = 0;
-    int64_t i = 0;
-    for (; i + 2 <= words; i += 2) count += Popcount64(Load64(a + i) ^ Load64(row + i));
-    if (i < words) count += Popcount64(a[i] ^ row[i]);
-    counts[r] = count;
+void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t m, const Word* b, int64_t b_stride, int64_t n,
+                        int64_t words, int32_t* counts, int64_t counts_stride) {
+  for (int64_t i = 0; i < m; ++i) {
+    const Word* row_a = a + i * a_stride;
+    for (int64_t j = 0; j < n; ++j) {
+      const Word* row_b = b + j * b_stride;
+      int32_t count = 0;
+      for (int64_t k = 0; k < words; k += 2) count += Popcount64(Load64(row_a + k) ^ Load64(row_b + k));
+      counts[i * counts_stride + j] = count;
+    }
   }
 }
 
