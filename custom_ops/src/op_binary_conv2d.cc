@@ -235,7 +235,10 @@ class BinaryConv2D {
       const int64_t n = static_cast<int64_t>(task) / out_h;
       const int64_t oh = static_cast<int64_t>(task) % out_h;
       std::vector<Word> rows(static_cast<size_t>(out_w * row_words));  // one im2col row per output pixel
-      std::vector<int32_t> acc(static_cast<size_t>(out_w * out_c));    // [ow][o]
+      // Accumulators [ow][o] for packed output (each pixel's channels become words), [o][ow] for float output
+      // (each channel's row is written contiguously in NCHW).
+      std::vector<int32_t> acc(static_cast<size_t>(out_w * out_c));
+      const int64_t pixel_step = packed_out ? out_c : 1, channel_step = packed_out ? 1 : out_w;
       for (int64_t grp = 0; grp < g.group; ++grp) {
         std::fill(rows.begin(), rows.end(), Word{0});  // padded taps (+1) and the alignment tail
         for (int64_t ow = 0; ow < out_w; ++ow) {
@@ -252,13 +255,19 @@ class BinaryConv2D {
           }
         }
         const int64_t o_begin = grp * out_per_group;
-        gemm(rows.data(), row_words, out_w, f.bits.data() + o_begin * row_words, row_words, out_per_group, row_words,
-             acc.data() + o_begin, out_c);
+        const Word* filters = f.bits.data() + o_begin * row_words;
+        int32_t* counts = acc.data() + o_begin * channel_step;
+        if (packed_out) {
+          gemm(rows.data(), row_words, out_w, filters, row_words, out_per_group, row_words, counts, out_c);
+        } else {
+          gemm(filters, row_words, out_per_group, rows.data(), row_words, out_w, row_words, counts, out_w);
+        }
       }
-      for (int64_t ow = 0; ow < out_w; ++ow) {
-        int32_t* counts = acc.data() + ow * out_c;
-        for (int64_t o = 0; o < out_c; ++o) counts[o] = full_field - 2 * counts[o];
-        if (!g.one_padding) SubtractPaddedTaps(f, oh, ow, height, width, counts);
+      for (int32_t& value : acc) value = full_field - 2 * value;
+      if (!g.one_padding) {
+        for (int64_t ow = 0; ow < out_w; ++ow) {
+          SubtractPaddedTaps(f, oh, ow, height, width, acc.data() + ow * pixel_step, channel_step);
+        }
       }
       if (packed_out) {
         const int64_t out_words = WordsFor(out_c);
@@ -268,15 +277,17 @@ class BinaryConv2D {
       } else {
         for (int64_t o = 0; o < out_c; ++o) {
           float* dst = y_float + ((n * out_c + o) * out_h + oh) * out_w;
-          for (int64_t ow = 0; ow < out_w; ++ow) dst[ow] = params.FloatValue(o, acc[ow * out_c + o]);
+          const int32_t* row = acc.data() + o * out_w;
+          for (int64_t ow = 0; ow < out_w; ++ow) dst[ow] = params.FloatValue(o, row[ow]);
         }
       }
     });
   }
 
   // Zero padding: a padded tap was counted as +1 input; take away what +1 contributes there.
+  // acc points at this pixel's first channel; channels are channel_step apart.
   void SubtractPaddedTaps(const PackedFilter& f, int64_t oh, int64_t ow, int64_t height, int64_t width,
-                          int32_t* acc) const {
+                          int32_t* acc, int64_t channel_step) const {
     const ConvGeometry& g = geometry_;
     const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
     const bool inside = top >= 0 && left >= 0 && top + (f.kernel_h - 1) * g.dilation_h < height &&
@@ -289,7 +300,7 @@ class BinaryConv2D {
         const int64_t iw = left + kw * g.dilation_w;
         if (ih >= 0 && ih < height && iw >= 0 && iw < width) continue;
         const int64_t tap = kh * f.kernel_w + kw;
-        for (int64_t o = 0; o < f.out_channels; ++o) acc[o] -= f.tap_sum[o * taps + tap];
+        for (int64_t o = 0; o < f.out_channels; ++o) acc[o * channel_step] -= f.tap_sum[o * taps + tap];
       }
     }
   }
