@@ -48,6 +48,15 @@ def _load_inputs(path: str | None) -> np.ndarray | None:
         raise ConversionError(f"{path}: cannot read as a .npy array: {error}") from error
 
 
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such file")
+    try:
+        return onnx.load(path)
+    except Exception as error:  # protobuf raises its own types for corrupt files
+        raise ConversionError(f"{path}: not a readable ONNX model: {error}") from error
+
+
 def write_atomically(model: onnx.ModelProto, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -107,13 +116,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from bnn2onnx.convert import feeds_from_array, load_source, random_inputs
     from bnn2onnx.verification import verify
 
-    converted_path = Path(args.converted)
-    if not converted_path.is_file():
-        raise ConversionError(f"{converted_path}: no such file")
-    try:
-        converted = onnx.load(converted_path)
-    except Exception as error:
-        raise ConversionError(f"{converted_path}: not a readable ONNX model: {error}") from error
+    converted = _load_onnx(Path(args.converted))
     with _stage_display() as progress:
         source = load_source(args.source, progress)
         inputs = _load_inputs(args.inputs)
@@ -129,13 +132,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from bnn2onnx.inspect_model import layer_rows
 
     path = Path(args.model)
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such file")
-    try:
-        model = onnx.load(path)
-    except Exception as error:
-        raise ConversionError(f"{path}: not a readable ONNX model: {error}") from error
-    rows = layer_rows(model)
+    rows = layer_rows(_load_onnx(path))
     table = Table(title=f"{path.name}")
     for column in ("layer", "op", "output shape", "1-bit params", "32-bit params", "1-bit MACs", "32-bit MACs",
                    "memory"):
