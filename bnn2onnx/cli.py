@@ -1,4 +1,4 @@
-"""bnn2onnx command line: convert, verify, inspect.
+"""bnn2onnx command line: convert, verify, inspect, bench.
 
 Errors print one line (`bnn2onnx: error: ...`) and exit with status 2; --debug shows the traceback instead.
 `convert` writes its output only after every check passed, through a temporary file renamed into place, so a
@@ -148,6 +148,31 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bnn2onnx import benchmark
+
+    path = Path(args.model)
+    _load_onnx(path)  # a clear error for a missing or corrupt file
+    with _stage_display() as progress:
+        progress(f"timing {args.runs} runs")
+        stats = benchmark.percentiles(benchmark.latencies_ms(path, args.threads, args.batch, args.runs))
+        progress("profiling nodes")
+        nodes = benchmark.node_profile(path, args.threads, args.batch, max(10, args.runs // 5))
+    console.print(f"{path.name}: batch {args.batch}, {args.threads} thread(s), {args.runs} runs: "
+                  + ", ".join(f"{k} {v:.3f} ms" for k, v in stats.items()))
+    table = Table(title="time per node (onnxruntime profiler)")
+    for column in ("node", "op", "share", "time per run"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("share", "time per run") else "left")
+    runs = max(10, args.runs // 5)
+    for node in nodes[: args.top]:
+        table.add_row(node.name, node.op, f"{node.share:.1%}", f"{node.total_us / runs / 1e3:.3f} ms")
+    console.print(table)
+    if args.png:
+        benchmark.save_bar_chart(nodes, Path(args.png), f"{path.name}: batch {args.batch}, {args.threads} thread(s)")
+        console.print(f"wrote {args.png}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnn2onnx", description="Binarized networks to ONNX with bit-packed ops")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -170,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="per-layer parameters, MACs and memory of a converted model")
     inspect.add_argument("model")
     inspect.set_defaults(run=cmd_inspect)
+
+    bench = commands.add_parser("bench", help="latency percentiles and per-node profile in onnxruntime")
+    bench.add_argument("model")
+    bench.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--runs", type=int, default=100)
+    bench.add_argument("--top", type=int, default=15, help="nodes to list (default 15)")
+    bench.add_argument("--png", help="also draw the per-node shares as a bar chart (needs matplotlib)")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 

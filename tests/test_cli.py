@@ -72,6 +72,13 @@ def test_inspect_totals_match_larq_summary(converted) -> None:
     assert sum(r.float_params for r in rows) == profile.weight_count(bitwidth=32) - folded
 
 
+def test_bench_prints_percentiles_and_node_profile(converted) -> None:
+    out, _ = converted
+    result = bnn2onnx("bench", str(out), "--runs", "20", "--batch", "4", "--top", "3")
+    assert result.returncode == 0, result.stderr
+    assert "p50" in result.stdout and "p99" in result.stdout and "BinaryConv2D" in result.stdout
+
+
 def _unsupported_layer_model(path: Path) -> None:
     from bnn2onnx.frontends.keras import tensorflow_for_larq
 

@@ -1,0 +1,96 @@
+"""`bnn2onnx bench`: latency percentiles of a model in onnxruntime (with the bnn2onnx ops) and a per-node time
+profile from onnxruntime's own profiler."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from bnn2onnx.errors import ConversionError
+from bnn2onnx.runtime import session_options
+
+
+@dataclass
+class NodeTime:
+    name: str
+    op: str
+    total_us: float
+    share: float
+
+
+def random_feeds(session: ort.InferenceSession, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for value in session.get_inputs():
+        if value.type != "tensor(float)":
+            raise ConversionError(f"input {value.name!r} is {value.type}; bench feeds random float inputs only")
+        shape = [batch if i == 0 and not isinstance(d, int) else d for i, d in enumerate(value.shape)]
+        if not all(isinstance(d, int) for d in shape):
+            raise ConversionError(f"input {value.name!r} has unknown dimensions {value.shape}")
+        feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def latencies_ms(model: str | Path, threads: int, batch: int, runs: int) -> list[float]:
+    session = ort.InferenceSession(str(model), session_options(threads), providers=["CPUExecutionProvider"])
+    feeds = random_feeds(session, batch)
+    for _ in range(max(3, runs // 10)):
+        session.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    ordered = np.sort(times)
+    return {"p50": float(np.percentile(ordered, 50)), "p90": float(np.percentile(ordered, 90)),
+            "p99": float(np.percentile(ordered, 99)), "mean": statistics.fmean(times)}
+
+
+def node_profile(model: str | Path, threads: int, batch: int, runs: int) -> list[NodeTime]:
+    """Time per node summed over `runs` runs, from onnxruntime's profiler (largest first)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        options = session_options(threads)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        feeds = random_feeds(session, batch)
+        for _ in range(runs):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            totals[(event["name"][: -len("_kernel_time")], event.get("args", {}).get("op_name", "?"))] += event["dur"]
+    whole = sum(totals.values()) or 1.0
+    return sorted((NodeTime(name, op, us, us / whole) for (name, op), us in totals.items()),
+                  key=lambda n: n.total_us, reverse=True)
+
+
+def save_bar_chart(nodes: list[NodeTime], path: Path, title: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ConversionError("--png needs matplotlib (pip install matplotlib)") from error
+    top = nodes[:20][::-1]
+    figure, axes = plt.subplots(figsize=(10, 0.35 * len(top) + 1.5))
+    axes.barh([f"{n.name} ({n.op})" for n in top], [n.share * 100 for n in top])
+    axes.set_xlabel("share of node time (%)")
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
