@@ -2,17 +2,19 @@
 
 Outputs agree when max |converted - source| <= 1e-3 * max |source| and every argmax matches. When they do not,
 the float ONNX (the frontend's output, which computes what the source computes) and the converted model are run
-side by side on every tensor they share, which finds the first layer that diverges; and every binarizer is checked for sign flips. Binarizers are examined in graph order: at the first one
-whose signs differ, every flip must be a *tie*, a value the source computes within float32 rounding of 0
-(within the float difference measured on that very tensor, at least 1e-5 of its largest value): there the
-source's own sign is rounding noise that no exact converter can reproduce, and everything after follows from
-it. Ties are reported, never hidden by a looser tolerance; any other flip is a disagreement.
+side by side on every tensor they share, which finds the first layer that diverges, and every binarizer is
+checked for sign flips against the source's own values where the source can give them. Binarizers are examined
+in graph order: at the first one whose signs differ, every flip must be a *tie*, a value the source computes
+within float32 rounding of 0 (within the float difference measured on that very tensor, at least 1e-5 of its
+largest value): there the source's own sign is rounding noise that no exact converter can reproduce, and
+everything after follows from it. Ties are reported, never hidden by a looser tolerance; any other flip is a
+disagreement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
