@@ -30,7 +30,8 @@ class BinaryMaxPool2D {
     Dims x = s.InputDims(0).value_or(Dims(4));
     if (x.size() != 4) x = Dims(4);
     const std::vector<int64_t> kernel = s.Ints("kernel_shape").value_or(std::vector<int64_t>{});
-    const Dim kh = kernel.size() == 2 ? Dim{kernel[0], {}} : Dim{}, kw = kernel.size() == 2 ? Dim{kernel[1], {}} : Dim{};
+    const bool known = kernel.size() == 2;
+    const Dim kh = known ? Dim{kernel[0], {}} : Dim{}, kw = known ? Dim{kernel[1], {}} : Dim{};
     s.SetOutput(ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
                 {x[0], WindowOutputDim(s, x[1], 0, kh), WindowOutputDim(s, x[2], 1, kw), x[3]});
   }
