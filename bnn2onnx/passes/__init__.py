@@ -14,8 +14,8 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from bnn2onnx.ops import schema
-from bnn2onnx.passes import (cancel_pack_unpack, fold_output_affine, fuse_binary_conv, fuse_binary_dense,
-                             fuse_binary_maxpool, fuse_input_packing, fuse_threshold_output,
+from bnn2onnx.passes import (cancel_pack_unpack, dedupe_constants, fold_output_affine, fuse_binary_conv,
+                             fuse_binary_dense, fuse_binary_maxpool, fuse_input_packing, fuse_threshold_output,
                              recognise_binarizers, sink_layout_ops)
 from bnn2onnx.passes.graph_tools import PassResult
 
@@ -30,7 +30,8 @@ Pass = Callable[[gs.Graph], PassResult]
 # - thresholds before affine folding: thresholds are computed from the float chain as the source model computes
 #   it, before folding changes its rounding; what is left is folded into float outputs;
 # - then packed tensors that are unpacked and repacked cancel, and a BitPack with one binary reader is fused
-#   into that reader.
+#   into that reader;
+# - last, equal constants created along the way are shared.
 PIPELINE: tuple[Pass, ...] = (
     recognise_binarizers.run,
     sink_layout_ops.run,
@@ -41,6 +42,7 @@ PIPELINE: tuple[Pass, ...] = (
     fold_output_affine.run,
     cancel_pack_unpack.run,
     fuse_input_packing.run,
+    dedupe_constants.run,
 )
 
 
