@@ -17,7 +17,7 @@ from bnn2onnx.ops import schema
 from bnn2onnx.passes import (cancel_pack_unpack, dedupe_constants, fold_output_affine, fuse_binary_conv,
                              fuse_binary_dense, fuse_binary_maxpool, fuse_input_packing, fuse_threshold_output,
                              recognise_binarizers, sink_layout_ops)
-from bnn2onnx.passes.graph_tools import PassResult
+from bnn2onnx.passes.graph_tools import PassResult, name_nodes_uniquely
 
 Pass = Callable[[gs.Graph], PassResult]
 
@@ -67,10 +67,12 @@ def optimize(model: onnx.ModelProto, passes: tuple[Pass, ...] = PIPELINE) -> tup
     # data_prop: shapes computed in the graph (Shape -> Gather -> Concat -> Reshape, as tf2onnx writes Flatten)
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     graph = gs.import_onnx(inferred)
+    name_nodes_uniquely(graph)
     report = PipelineReport(op_counts_before=op_counts(graph))
     for run_pass in passes:
         report.results.append(run_pass(graph))
         graph.cleanup().toposort()
+    name_nodes_uniquely(graph)
     report.op_counts_after = op_counts(graph)
     graph.import_domains = None
     out = gs.export_onnx(graph)

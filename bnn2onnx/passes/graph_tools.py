@@ -94,6 +94,18 @@ def replace_uses(graph: gs.Graph, old: gs.Tensor, new: gs.Tensor) -> None:
         graph.nodes.append(gs.Node("Identity", f"{old.name}_identity", inputs=[new], outputs=[old]))
 
 
+def name_nodes_uniquely(graph: gs.Graph) -> None:
+    """Gives every unnamed or duplicate-named node a unique name: ONNX requires it, reports need it, and the
+    nodes passes create are named after the nodes they replace."""
+    seen: set[str] = set()
+    for index, node in enumerate(graph.nodes):
+        name = node.name or f"{node.op}_{index}"
+        while name in seen:
+            name = f"{name}_{index}"
+        node.name = name
+        seen.add(name)
+
+
 def detach(node: gs.Node) -> None:
     """Disconnects a node that a rewrite replaced (cleanup() then drops it)."""
     node.inputs.clear()

@@ -23,6 +23,12 @@ def per_channel(value: np.ndarray | None, channels: int, rank: int) -> np.ndarra
     return np.broadcast_to(value.reshape(-1), (channels,)).astype(np.float64)
 
 
+def _vector(value: np.ndarray | None, channels: int) -> np.ndarray | None:
+    if value is None or value.size not in (1, channels):
+        return None
+    return np.broadcast_to(value.reshape(-1), (channels,)).astype(np.float64)
+
+
 def variable_input(node: gs.Node) -> gs.Tensor | None:
     """The one non-constant input of a chain op (its data input), if its other inputs are all constants."""
     if node.op in ("BatchNormalization", "Relu"):
@@ -37,7 +43,8 @@ def affine(node: gs.Node, channels: int, rank: int) -> tuple[np.ndarray, np.ndar
     if node.op == "BatchNormalization":
         if len(node.outputs) != 1 or node.attrs.get("training_mode", 0):
             return None
-        gamma, beta, mean, var = (per_channel(constant(t), channels, 1) for t in node.inputs[1:5])
+        # BatchNormalization's statistics are [C] vectors over axis 1 by definition, whatever the data's rank.
+        gamma, beta, mean, var = (_vector(constant(t), channels) for t in node.inputs[1:5])
         if any(v is None for v in (gamma, beta, mean, var)):
             return None
         scale = gamma / np.sqrt(var + node.attrs.get("epsilon", 1e-5))

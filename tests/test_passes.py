@@ -1,0 +1,122 @@
+"""Passes on tiny hand-built float ONNX models: the op types after the pass, the rewrite counts, the reason a
+layer was refused, and numerical equality with onnxruntime running the float model."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from bnn2onnx.passes import optimize
+from ort_helpers import run
+
+RNG = np.random.default_rng(0)
+
+
+def model(nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], shape: list) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def where_binarizer(x: str, out: str, compare: str = "GreaterOrEqual") -> list[onnx.NodeProto]:
+    return [helper.make_node(compare, [x, "zero"], [out + "_c"]),
+            helper.make_node("Where", [out + "_c", "one", "minus_one"], [out])]
+
+
+SIGN_CONSTANTS = {"zero": np.float32(0), "one": np.float32(1), "minus_one": np.float32(-1)}
+
+
+def results(report) -> dict[str, tuple[int, list]]:
+    return {r.name: (r.rewrites, r.refused) for r in report.results}
+
+
+def test_where_binarizer_and_conv_become_binary_conv_and_match_float() -> None:
+    weights = (RNG.choice([-1.0, 1.0], (20, 40, 3, 3)) * RNG.uniform(0.5, 2, (20, 1, 1, 1))).astype(np.float32)
+    nodes = where_binarizer("x", "s") + [helper.make_node("Conv", ["s", "w"], ["y"], pads=[1, 0, 0, 1])]
+    source = model(nodes, {**SIGN_CONSTANTS, "w": weights}, ["n", 40, 7, 7])
+    converted, report = optimize(source)
+    assert Counter(n.op_type for n in converted.graph.node) == Counter({"BinaryConv2D": 1})
+    assert results(report)["fuse_binary_conv"] == (1, [])
+    x = RNG.standard_normal((3, 40, 7, 7)).astype(np.float32)
+    x[0, 0, 0, 0] = 0.0  # 0 binarizes to +1 in both
+    expected = run(source, {"x": x}, custom_ops=False)
+    np.testing.assert_allclose(run(converted, {"x": x}), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_strict_greater_is_not_a_binarizer() -> None:
+    """Where(x > 0, 1, -1) maps 0 to -1: not the ops' sign, so nothing is converted."""
+    nodes = where_binarizer("x", "s", compare="Greater") + [helper.make_node("Conv", ["s", "w"], ["y"])]
+    source = model(nodes, {**SIGN_CONSTANTS, "w": np.ones((4, 8, 1, 1), np.float32)}, [1, 8, 4, 4])
+    converted, _ = optimize(source)
+    assert "BinaryConv2D" not in {n.op_type for n in converted.graph.node}
+
+
+def test_conv_whose_weights_are_not_plus_minus_s_is_refused_with_the_reason() -> None:
+    weights = RNG.standard_normal((4, 8, 3, 3)).astype(np.float32)
+    nodes = where_binarizer("x", "s") + [helper.make_node("Conv", ["s", "w"], ["y"])]
+    _, report = optimize(model(nodes, {**SIGN_CONSTANTS, "w": weights}, [1, 8, 5, 5]))
+    rewrites, refused = results(report)["fuse_binary_conv"]
+    assert rewrites == 0 and len(refused) == 1 and "not +-s per output channel" in refused[0][1]
+
+
+def test_transposes_around_a_binarizer_cancel() -> None:
+    nodes = [helper.make_node("Transpose", ["x"], ["nhwc"], perm=[0, 2, 3, 1])] + where_binarizer("nhwc", "s") + [
+        helper.make_node("Transpose", ["s"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "w"], ["y"])]
+    source = model(nodes, {**SIGN_CONSTANTS, "w": RNG.choice([-1.0, 1.0], (8, 16, 1, 1)).astype(np.float32)},
+                   [2, 16, 3, 3])
+    converted, report = optimize(source)
+    assert [n.op_type for n in converted.graph.node] == ["BinaryConv2D"]
+    assert results(report)["sink_layout_ops"][0] >= 2
+    x = RNG.standard_normal((2, 16, 3, 3)).astype(np.float32)
+    np.testing.assert_allclose(run(converted, {"x": x}), run(source, {"x": x}, custom_ops=False), rtol=1e-6)
+
+
+def test_batch_norm_before_the_next_binarizer_becomes_thresholds_with_all_directions() -> None:
+    """Negative, positive and zero gamma: directions -1, +1 and a constant channel, exactly as the float model."""
+    channels = 6
+    gamma = np.array([1.5, -0.7, 0.0, 2.0, -1.0, 0.0], np.float32)
+    beta = np.array([0.3, -0.2, 0.5, -1.0, 0.1, -0.4], np.float32)
+    nodes = where_binarizer("x", "s1") + [
+        helper.make_node("Conv", ["s1", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "g", "b", "m", "v"], ["bn"]),
+        *where_binarizer("bn", "s2"),
+        helper.make_node("Conv", ["s2", "w2"], ["y"])]
+    inits = {**SIGN_CONSTANTS, "w1": RNG.choice([-1.0, 1.0], (channels, 10, 3, 3)).astype(np.float32),
+             "g": gamma, "b": beta, "m": RNG.normal(0, 2, channels).astype(np.float32),
+             "v": RNG.uniform(0.5, 2, channels).astype(np.float32),
+             "w2": RNG.choice([-1.0, 1.0], (3, channels, 1, 1)).astype(np.float32)}
+    source = model(nodes, inits, ["n", 10, 6, 6])
+    converted, report = optimize(source)
+    assert results(report)["fuse_threshold_output"] == (1, [])
+    first = next(n for n in converted.graph.node if n.op_type == "BinaryConv2D")
+    assert any(a.name == "packed_output" and a.i == 1 for a in first.attribute)
+    directions = numpy_helper.to_array(next(t for t in converted.graph.initializer if t.name == first.input[3]))
+    assert set(directions.tolist()) == {-1, 0, 1}
+    x = RNG.standard_normal((8, 10, 6, 6)).astype(np.float32)
+    np.testing.assert_array_equal(run(converted, {"x": x}), run(source, {"x": x}, custom_ops=False))
+
+
+def test_residual_reader_keeps_the_float_output() -> None:
+    """The layer's output also feeds an Add (a residual): no thresholds, the batch norm folds into the float
+    output instead."""
+    nodes = where_binarizer("x", "s1") + [
+        helper.make_node("Conv", ["s1", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["c1", "scale"], ["bn"]),
+        helper.make_node("Add", ["bn", "x"], ["res"]),
+        *where_binarizer("res", "s2"),
+        helper.make_node("Conv", ["s2", "w2"], ["y"])]
+    inits = {**SIGN_CONSTANTS, "w1": RNG.choice([-1.0, 1.0], (8, 8, 3, 3)).astype(np.float32),
+             "scale": RNG.uniform(0.5, 1.5, (8, 1, 1)).astype(np.float32),
+             "w2": RNG.choice([-1.0, 1.0], (4, 8, 1, 1)).astype(np.float32)}
+    source = model(nodes, inits, [1, 8, 5, 5])
+    converted, report = optimize(source)
+    assert results(report)["fuse_threshold_output"][0] == 0
+    assert results(report)["fold_output_affine"][0] == 1
+    x = RNG.standard_normal((1, 8, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(run(converted, {"x": x}), run(source, {"x": x}, custom_ops=False), rtol=1e-5,
+                               atol=1e-5)
