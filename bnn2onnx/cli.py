@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    convert = commands.add_parser("convert", help="convert a Keras/Larq model (.h5, .keras, SavedModel dir)")
+    convert = commands.add_parser("convert", help="convert a Keras/Larq model (.h5, .keras, SavedModel dir) or a "
+                                  "float .onnx")
     convert.add_argument("source")
     convert.add_argument("-o", "--output", required=True, help="output .onnx path")
     verify = commands.add_parser("verify", help="compare a converted model with its source")

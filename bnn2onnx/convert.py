@@ -58,7 +58,15 @@ class Source:
 
 
 def load_source(source: Any, progress: Progress) -> Source:
-    """Keras/Larq file or directory, or a tf.keras Model object."""
+    """A float .onnx file, a Keras/Larq file or directory, or a tf.keras Model object."""
+    if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".onnx":
+        from bnn2onnx.frontends import onnx_float
+
+        progress("loading float ONNX")
+        float_model = onnx_float.load_float_onnx(source)
+        predict = onnx_float.onnxruntime_predict(float_model)
+        return Source(float_model, predict)
+
     from bnn2onnx.frontends import keras
 
     owned = isinstance(source, (str, Path))

@@ -92,13 +92,14 @@ def _unsupported_layer_model(path: Path) -> None:
     tf.keras.Model(x, Doubling()(x)).save(path)
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "not_a_model", "unsupported_layer", "bad_output_name"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "not_a_model", "unsupported_layer", "bad_output_name",
+                                  "corrupt_onnx"])
 def test_bad_input_gives_one_line_error_and_writes_nothing(case: str, tmp_path: Path) -> None:
     source = tmp_path / "model.h5"
     output = tmp_path / "out.onnx"
     expected = {"missing": "no such file", "corrupt": "cannot load as a Keras model",
                 "not_a_model": "not a Keras model", "unsupported_layer": "Unknown layer",
-                "bad_output_name": "must end in .onnx"}[case]
+                "bad_output_name": "must end in .onnx", "corrupt_onnx": "not a valid ONNX model"}[case]
     if case == "corrupt":
         source.write_bytes(np.random.default_rng(0).bytes(4096))
     elif case == "not_a_model":
@@ -106,6 +107,9 @@ def test_bad_input_gives_one_line_error_and_writes_nothing(case: str, tmp_path: 
         source.write_text("not a model")
     elif case == "unsupported_layer":
         _unsupported_layer_model(source)
+    elif case == "corrupt_onnx":
+        source = tmp_path / "model.onnx"
+        source.write_bytes(np.random.default_rng(1).bytes(4096))
     elif case == "bad_output_name":
         output = tmp_path / "out.txt"
         source = DEMO

@@ -1,0 +1,42 @@
+"""Float ONNX frontend: a float .onnx from any framework is already the canonical form; onnxruntime running it
+is the source the converted model is verified against (a model onnxruntime cannot run is refused)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from bnn2onnx.errors import ConversionError
+from bnn2onnx.ops import schema
+
+
+def load_float_onnx(path: str | Path) -> onnx.ModelProto:
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such file")
+    try:
+        model = onnx.load(path)
+    except Exception as error:  # protobuf raises its own types
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConversionError(f"{path}: not a valid ONNX model: {first_line}") from error
+    if any(node.domain == schema.DOMAIN for node in model.graph.node):
+        raise ConversionError(f"{path}: already contains bnn2onnx ops; give the float model")
+    return model
+
+
+def onnxruntime_predict(model: onnx.ModelProto):
+    """The float model's first output, computed by onnxruntime (no graph optimisations: exactly its ops)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's own exception types
+        raise ConversionError(f"onnxruntime cannot run the float model: {str(error).strip()[:300]}") from error
+
+    def predict(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run(None, feeds)[0]
+
+    return predict
