@@ -7,6 +7,7 @@
 #include <onnxruntime_cxx_api.h>
 #undef ORT_API_MANUAL_INIT
 
+#include <algorithm>
 #include <array>
 #include <exception>
 #include <mutex>
@@ -123,6 +124,11 @@ void CheckVector(const TensorIn& t, const char* what, ONNXTensorElementDataType 
 // Product of dimensions; throws instead of overflowing (absurd shapes must not wrap around).
 int64_t CheckedProduct(const std::vector<int64_t>& dims, const char* what);
 
+// Work split for ParallelFor: at most this many batches of consecutive indices. Enough to balance a few threads
+// (uneven layers, a busy core), few enough that scheduling does not cost more than small tasks (one output
+// row of a late layer is a few microseconds).
+inline constexpr size_t kMaxParallelBatches = 16;
+
 // Runs body(i) for i in [0, total) on the session's intra-op thread pool. An exception in any task (e.g. a
 // failed allocation) is caught on its thread and rethrown here once all tasks are done, so it never unwinds
 // through onnxruntime's thread pool.
@@ -148,7 +154,7 @@ void ParallelFor(Ort::KernelContext& ctx, size_t total, F&& body) {
           if (!s->error) s->error = std::current_exception();
         }
       },
-      total, 0, &shared);
+      total, std::min<size_t>(total, kMaxParallelBatches), &shared);
   if (shared.error) std::rethrow_exception(shared.error);
 }
 
