@@ -23,14 +23,6 @@ struct ConvGeometry {
   std::optional<std::vector<int64_t>> kernel_shape;
 };
 
-std::vector<int64_t> PositivePair(const Attributes& attributes, const char* name) {
-  const std::vector<int64_t> values = attributes.Ints(name, {1, 1});
-  Check(values.size() == 2, "attribute '", name, "' must have 2 values, got ", ShapeStr(values));
-  for (int64_t v : values) Check(v >= 1 && v <= kMaxDim, "attribute '", name, "' values must be in [1, ", kMaxDim,
-                                 "], got ", ShapeStr(values));
-  return values;
-}
-
 ConvGeometry ReadGeometry(const Attributes& attributes) {
   ConvGeometry g;
   g.channels_in = attributes.RequiredInt("channels_in");
@@ -41,8 +33,8 @@ ConvGeometry ReadGeometry(const Attributes& attributes) {
         " must be >= 1 and divide channels_in=", g.channels_in);
   g.channels_per_group = g.channels_in / g.group;
   g.words_per_group = WordsFor(g.channels_per_group);
-  const std::vector<int64_t> strides = PositivePair(attributes, "strides");
-  const std::vector<int64_t> dilations = PositivePair(attributes, "dilations");
+  const std::vector<int64_t> strides = PairAttribute(attributes, "strides", {1, 1}, 1);
+  const std::vector<int64_t> dilations = PairAttribute(attributes, "dilations", {1, 1}, 1);
   g.stride_h = strides[0], g.stride_w = strides[1];
   g.dilation_h = dilations[0], g.dilation_w = dilations[1];
   const std::vector<int64_t> pads = attributes.Ints("pads", {0, 0, 0, 0});
@@ -104,15 +96,6 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
     f.tap_sum[r] = static_cast<int32_t>(g.channels_per_group) - 2 * negatives;
   }
   return f;
-}
-
-// Output size along one axis; the padded input must hold at least one dilated kernel.
-int64_t OutputSize(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t kernel, int64_t dilation,
-                   int64_t stride, const char* axis) {
-  const int64_t span = (kernel - 1) * dilation + 1;
-  Check(in + pad_begin + pad_end >= span, "the dilated kernel (", span, ") is larger than the padded input ",
-        axis, " (", in, " + pads ", pad_begin, "+", pad_end, ")");
-  return (in + pad_begin + pad_end - span) / stride + 1;
 }
 
 class BinaryConv2D {
@@ -211,8 +194,8 @@ class BinaryConv2D {
       height = x.shape[1], width = x.shape[2];
     }
     CheckedProduct(x.shape, "input (input 0)");
-    const int64_t out_h = OutputSize(height, g.pad_top, g.pad_bottom, f.kernel_h, g.dilation_h, g.stride_h, "height");
-    const int64_t out_w = OutputSize(width, g.pad_left, g.pad_right, f.kernel_w, g.dilation_w, g.stride_w, "width");
+    const int64_t out_h = SlidingWindowSize(height, g.pad_top, g.pad_bottom, f.kernel_h, g.dilation_h, g.stride_h, "height");
+    const int64_t out_w = SlidingWindowSize(width, g.pad_left, g.pad_right, f.kernel_w, g.dilation_w, g.stride_w, "width");
     const int64_t out_c = f.out_channels;
     const bool packed_out = params.spec().mode == OutputMode::kPacked;
     const std::vector<int64_t> out_shape = packed_out ? std::vector<int64_t>{batch, out_h, out_w, WordsFor(out_c)}

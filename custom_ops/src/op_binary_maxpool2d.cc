@@ -9,17 +9,6 @@
 namespace bnn2onnx {
 namespace {
 
-std::vector<int64_t> PairAttribute(const Attributes& attributes, const char* name, std::vector<int64_t> fallback,
-                                   int64_t min) {
-  const std::vector<int64_t> values = attributes.Ints(name, std::move(fallback));
-  Check(values.size() == 2, "attribute '", name, "' must have 2 values, got ", ShapeStr(values));
-  for (int64_t v : values) {
-    Check(v >= min && v <= kMaxDim, "attribute '", name, "' values must be in [", min, ", ", kMaxDim, "], got ",
-          ShapeStr(values));
-  }
-  return values;
-}
-
 class BinaryMaxPool2D {
  public:
   static constexpr const char* kName = "BinaryMaxPool2D";
@@ -63,8 +52,10 @@ class BinaryMaxPool2D {
     const int64_t batch = x.shape[0], height = x.shape[1], width = x.shape[2], words = x.shape[3];
     Check(words == WordsFor(channels_), "input shape ", ShapeStr(x.shape), " has ", words,
           " words per pixel but channels=", channels_, " needs ", WordsFor(channels_));
-    const int64_t out_h = OutSize(height, pads_[0] + pads_[2], 0);
-    const int64_t out_w = OutSize(width, pads_[1] + pads_[3], 1);
+    const int64_t out_h =
+        SlidingWindowSize(height, pads_[0], pads_[2], kernel_[0], dilations_[0], strides_[0], "height");
+    const int64_t out_w =
+        SlidingWindowSize(width, pads_[1], pads_[3], kernel_[1], dilations_[1], strides_[1], "width");
     const std::vector<int64_t> out_shape{batch, out_h, out_w, words};
     CheckedProduct(out_shape, "output");
     Word* y = reinterpret_cast<Word*>(ctx.GetOutput(0, out_shape).GetTensorMutableData<int32_t>());
@@ -92,13 +83,6 @@ class BinaryMaxPool2D {
   }
 
  private:
-  int64_t OutSize(int64_t in, int64_t pads, size_t axis) const {
-    const int64_t span = (kernel_[axis] - 1) * dilations_[axis] + 1;
-    Check(in + pads >= span, "the dilated kernel (", span, ") is larger than the padded input (", in, " + pads ",
-          pads, ")");
-    return (in + pads - span) / strides_[axis] + 1;
-  }
-
   int64_t channels_ = 0;
   std::vector<int64_t> kernel_, strides_, dilations_, pads_;
 };

@@ -131,6 +131,25 @@ void CheckVector(const TensorIn& t, const char* what, ONNXTensorElementDataType 
         ShapeStr(t.shape));
 }
 
+std::vector<int64_t> PairAttribute(const Attributes& attributes, const char* name, std::vector<int64_t> fallback,
+                                   int64_t min) {
+  const std::vector<int64_t> values = attributes.Ints(name, std::move(fallback));
+  Check(values.size() == 2, "attribute '", name, "' must have 2 values, got ", ShapeStr(values));
+  for (int64_t v : values) {
+    Check(v >= min && v <= kMaxDim, "attribute '", name, "' values must be in [", min, ", ", kMaxDim, "], got ",
+          ShapeStr(values));
+  }
+  return values;
+}
+
+int64_t SlidingWindowSize(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t kernel, int64_t dilation,
+                          int64_t stride, const char* axis) {
+  const int64_t span = (kernel - 1) * dilation + 1;
+  Check(in + pad_begin + pad_end >= span, "the dilated kernel (", span, ") is larger than the padded input ",
+        axis, " (", in, " + pads ", pad_begin, "+", pad_end, ")");
+  return (in + pad_begin + pad_end - span) / stride + 1;
+}
+
 int64_t CheckedProduct(const std::vector<int64_t>& dims, const char* what) {
   int64_t product = 1;
   for (int64_t d : dims) {

@@ -121,6 +121,14 @@ void CheckRank(const TensorIn& t, const char* what, size_t rank);
 void CheckType(const TensorIn& t, const char* what, ONNXTensorElementDataType type);
 void CheckVector(const TensorIn& t, const char* what, ONNXTensorElementDataType type, int64_t length);
 
+// A 2-value list attribute (`fallback` when absent), each value in [min, kMaxDim].
+std::vector<int64_t> PairAttribute(const Attributes& attributes, const char* name, std::vector<int64_t> fallback,
+                                   int64_t min);
+
+// Output length of a sliding window (conv, pool) along one axis; the padded input must hold one dilated kernel.
+int64_t SlidingWindowSize(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t kernel, int64_t dilation,
+                          int64_t stride, const char* axis);
+
 // Product of dimensions; throws instead of overflowing (absurd shapes must not wrap around).
 int64_t CheckedProduct(const std::vector<int64_t>& dims, const char* what);
 
