@@ -26,22 +26,8 @@ class NodeTime:
     share: float
 
 
-def random_feeds(session: ort.InferenceSession, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for value in session.get_inputs():
-        if value.type != "tensor(float)":
-            raise ConversionError(f"input {value.name!r} is {value.type}; bench feeds random float inputs only")
-        shape = [batch if i == 0 and not isinstance(d, int) else d for i, d in enumerate(value.shape)]
-        if not all(isinstance(d, int) for d in shape):
-            raise ConversionError(f"input {value.name!r} has unknown dimensions {value.shape}")
-        feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
-    return feeds
-
-
-def latencies_ms(model: str | Path, threads: int, batch: int, runs: int) -> list[float]:
+def latencies_ms(model: str | Path, feeds: dict[str, np.ndarray], threads: int, runs: int) -> list[float]:
     session = ort.InferenceSession(str(model), session_options(threads), providers=["CPUExecutionProvider"])
-    feeds = random_feeds(session, batch)
     for _ in range(max(3, runs // 10)):
         session.run(None, feeds)
     times = []
@@ -58,14 +44,13 @@ def percentiles(times: list[float]) -> dict[str, float]:
             "p99": float(np.percentile(ordered, 99)), "mean": statistics.fmean(times)}
 
 
-def node_profile(model: str | Path, threads: int, batch: int, runs: int) -> list[NodeTime]:
+def node_profile(model: str | Path, feeds: dict[str, np.ndarray], threads: int, runs: int) -> list[NodeTime]:
     """Time per node summed over `runs` runs, from onnxruntime's profiler (largest first)."""
     with tempfile.TemporaryDirectory() as tmp:
         options = session_options(threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        feeds = random_feeds(session, batch)
         for _ in range(runs):
             session.run(None, feeds)
         events = json.loads(Path(session.end_profiling()).read_text())

@@ -21,7 +21,7 @@ import onnx
 from rich.console import Console
 from rich.table import Table
 
-from bnn2onnx.errors import ConversionError
+from bnn2onnx.errors import ConversionError, first_line
 
 if TYPE_CHECKING:
     from bnn2onnx.convert import ConversionResult
@@ -150,22 +150,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from bnn2onnx import benchmark
+    from bnn2onnx.convert import random_inputs
 
     path = Path(args.model)
-    _load_onnx(path)  # a clear error for a missing or corrupt file
+    feeds = random_inputs(_load_onnx(path), args.batch, seed=0)
+    profile_runs = max(10, args.runs // 5)
     with _stage_display() as progress:
         progress(f"timing {args.runs} runs")
-        stats = benchmark.percentiles(benchmark.latencies_ms(path, args.threads, args.batch, args.runs))
+        stats = benchmark.percentiles(benchmark.latencies_ms(path, feeds, args.threads, args.runs))
         progress("profiling nodes")
-        nodes = benchmark.node_profile(path, args.threads, args.batch, max(10, args.runs // 5))
+        nodes = benchmark.node_profile(path, feeds, args.threads, profile_runs)
     console.print(f"{path.name}: batch {args.batch}, {args.threads} thread(s), {args.runs} runs: "
                   + ", ".join(f"{k} {v:.3f} ms" for k, v in stats.items()))
     table = Table(title="time per node (onnxruntime profiler)")
     for column in ("node", "op", "share", "time per run"):
         table.add_column(column, overflow="fold", justify="right" if column in ("share", "time per run") else "left")
-    runs = max(10, args.runs // 5)
     for node in nodes[: args.top]:
-        table.add_row(node.name, node.op, f"{node.share:.1%}", f"{node.total_us / runs / 1e3:.3f} ms")
+        table.add_row(node.name, node.op, f"{node.share:.1%}", f"{node.total_us / profile_runs / 1e3:.3f} ms")
     console.print(table)
     if args.png:
         benchmark.save_bar_chart(nodes, Path(args.png), f"{path.name}: batch {args.batch}, {args.threads} thread(s)")
@@ -235,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # one line for the user; the traceback only with --debug
         if args.debug:
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        message = first_line(error)
         if not isinstance(error, (ConversionError, OSError)):
             message = f"internal error ({type(error).__name__}: {message}); rerun with --debug for the traceback"
         print(f"bnn2onnx: error: {message}", file=sys.stderr)

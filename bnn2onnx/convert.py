@@ -100,6 +100,8 @@ def random_inputs(model: onnx.ModelProto, samples: int, seed: int) -> dict[str, 
     for value in model.graph.input:
         if value.name in initializers:
             continue
+        if value.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            raise ConversionError(f"input {value.name!r} is not float; random inputs are float only")
         dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
         if any(d is None for d in dims[1:]):
             raise ConversionError(f"input {value.name!r} has unknown dimensions {dims[1:]}; give --inputs FILE.npy")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from bnn2onnx.errors import ConversionError
+from bnn2onnx.errors import ConversionError, first_line
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 # tf2onnx 1.17 supports opsets up to 18.
@@ -94,8 +94,7 @@ def load_keras_model(path: str | Path) -> Any:
                 continue
             if _register_larq_zoo_objects():
                 continue
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ConversionError(f"{path}: cannot load as a Keras model: {first_line}") from error
+            raise ConversionError(f"{path}: cannot load as a Keras model: {first_line(error)}") from error
     if not isinstance(model, tf.keras.Model):
         raise ConversionError(f"{path}: loads as {type(model).__name__}, not a Keras Model")
     return model

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from bnn2onnx.errors import ConversionError
+from bnn2onnx.errors import ConversionError, first_line
 from bnn2onnx.ops import schema
 
 
@@ -20,8 +20,7 @@ def load_float_onnx(path: str | Path) -> onnx.ModelProto:
     try:
         model = onnx.load(path)
     except Exception as error:  # protobuf raises its own types
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConversionError(f"{path}: not a valid ONNX model: {first_line}") from error
+        raise ConversionError(f"{path}: not a valid ONNX model: {first_line(error)}") from error
     if any(node.domain == schema.DOMAIN for node in model.graph.node):
         raise ConversionError(f"{path}: already contains bnn2onnx ops; give the float model")
     return model
