@@ -96,9 +96,9 @@ def binarized_reference(float_model: onnx.ModelProto) -> onnx.ModelProto:
     """The float model with its binarizers in canonical form, BitUnpack(BitPack(x)), moved past transposes as
     the converter moves them: it computes exactly what the float model computes, and its packed tensors have
     the names the converted model gives them, so both can be compared binarizer by binarizer."""
-    from bnn2onnx.passes import optimize, recognise_binarizers, sink_layout_ops
+    from bnn2onnx.passes import CANONICALISE, optimize, recognise_binarizers, sink_layout_ops
 
-    reference, _ = optimize(float_model, passes=(recognise_binarizers.run, sink_layout_ops.run))
+    reference, _ = optimize(float_model, (CANONICALISE, (recognise_binarizers.run, sink_layout_ops.run)))
     return reference
 
 

@@ -14,15 +14,21 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from bnn2onnx.ops import schema
-from bnn2onnx.passes import (cancel_pack_unpack, dedupe_constants, fold_output_affine, fuse_binary_conv,
-                             fuse_binary_dense, fuse_binary_maxpool, fuse_input_packing, fuse_threshold_output,
-                             recognise_binarizers, sink_layout_ops)
+from bnn2onnx.passes import (cancel_pack_unpack, cancel_straight_through, constant_reshape_targets,
+                             dedupe_constants, drop_broadcast_expands, fold_constants, fold_output_affine, fuse_binary_conv, fuse_binary_dense,
+                             fuse_binary_maxpool, fuse_input_packing, fuse_threshold_output, recognise_binarizers,
+                             sink_layout_ops)
 from bnn2onnx.passes.graph_tools import PassResult, name_nodes_uniquely
 
 Pass = Callable[[gs.Graph], PassResult]
+Stage = tuple[Pass, ...]
 
+# Two stages, with shapes inferred before each: the first removes what exporters leave of training-time code
+# (broadcasting Expands, straight-through estimators, weight binarizers as constant subgraphs, reshape targets
+# computed from shapes), so that the second sees plain layers with known shapes.
 # The order matters:
-# - binarizers first: every later pass matches on the canonical BitUnpack(BitPack(x));
+# - straight-through estimators before folding, so scaled sign weights fold from the sign itself;
+# - binarizers first in the second stage: every later pass matches on the canonical BitUnpack(BitPack(x));
 # - layout ops next (Transpose, Reshape), so each binary Conv sees its binarizer (and +1 Pad) directly;
 # - conv and dense fusion create the binary layers the remaining passes refine;
 # - max-pool before thresholds, so a layer -> BN -> MaxPool -> binarizer chain ends in a BitPack the
@@ -32,7 +38,13 @@ Pass = Callable[[gs.Graph], PassResult]
 # - then packed tensors that are unpacked and repacked cancel, and a BitPack with one binary reader is fused
 #   into that reader;
 # - last, equal constants created along the way are shared.
-PIPELINE: tuple[Pass, ...] = (
+CANONICALISE: Stage = (
+    drop_broadcast_expands.run,
+    cancel_straight_through.run,
+    fold_constants.run,
+    constant_reshape_targets.run,
+)
+BINARIZE: Stage = (
     recognise_binarizers.run,
     sink_layout_ops.run,
     fuse_binary_conv.run,
@@ -44,6 +56,7 @@ PIPELINE: tuple[Pass, ...] = (
     fuse_input_packing.run,
     dedupe_constants.run,
 )
+PIPELINE: tuple[Stage, ...] = (CANONICALISE, BINARIZE)
 
 
 @dataclass
@@ -62,16 +75,22 @@ def op_counts(graph: gs.Graph) -> Counter:
     return Counter(node.op for node in graph.nodes)
 
 
-def optimize(model: onnx.ModelProto, passes: tuple[Pass, ...] = PIPELINE) -> tuple[onnx.ModelProto, PipelineReport]:
-    """Runs the passes over a float ONNX model; returns the rewritten model and what each pass did."""
+def _with_inferred_shapes(model: onnx.ModelProto) -> gs.Graph:
     # data_prop: shapes computed in the graph (Shape -> Gather -> Concat -> Reshape, as tf2onnx writes Flatten)
-    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    graph = gs.import_onnx(inferred)
+    return gs.import_onnx(onnx.shape_inference.infer_shapes(model, data_prop=True))
+
+
+def optimize(model: onnx.ModelProto, stages: tuple[Stage, ...] = PIPELINE) -> tuple[onnx.ModelProto, PipelineReport]:
+    """Runs the passes over a float ONNX model; returns the rewritten model and what each pass did."""
+    graph = _with_inferred_shapes(model)
     name_nodes_uniquely(graph)
     report = PipelineReport(op_counts_before=op_counts(graph))
-    for run_pass in passes:
-        report.results.append(run_pass(graph))
-        graph.cleanup().toposort()
+    for index, stage in enumerate(stages):
+        if index:
+            graph = _with_inferred_shapes(gs.export_onnx(graph))
+        for run_pass in stage:
+            report.results.append(run_pass(graph))
+            graph.cleanup().toposort()
     name_nodes_uniquely(graph)
     report.op_counts_after = op_counts(graph)
     graph.import_domains = None

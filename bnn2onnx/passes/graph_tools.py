@@ -15,10 +15,12 @@ from bnn2onnx.ops import schema
 
 @dataclass
 class PassResult:
-    """What one pass did: how many rewrites, and for each candidate it left alone, the node and why."""
+    """What one pass did: how many rewrites, for each candidate it left alone the node and why, and for each
+    rewrite that computes a value differently from the source in some case, the tensor and how."""
     name: str
     rewrites: int = 0
     refused: list[tuple[str, str]] = field(default_factory=list)
+    deviations: list[tuple[str, str]] = field(default_factory=list)
 
     def refuse(self, node: gs.Node, reason: str) -> None:
         self.refused.append((node.name or node.op, reason))
@@ -56,6 +58,26 @@ def only_consumer(graph: gs.Graph, tensor: gs.Tensor) -> gs.Node | None:
     if len(tensor.outputs) != 1 or is_graph_output(graph, tensor):
         return None
     return tensor.outputs[0]
+
+
+def uniform_value(tensor: gs.Tensor) -> float | None:
+    """The one value every element of `tensor` has, when it is a constant filled with it, also as exporters write
+    `ones_like(x)`: ConstantOfShape(Shape(x)), Expand(c, Shape(x)), and Neg of either."""
+    value = constant(tensor)
+    if value is not None:
+        return float(value.flat[0]) if value.size and np.all(value == value.flat[0]) else None
+    node = producer(tensor)
+    if node is None:
+        return None
+    if node.op == "ConstantOfShape":
+        fill = node.attrs.get("value")
+        return float(np.asarray(fill.values).flat[0]) if fill is not None else 0.0
+    if node.op == "Expand":
+        return uniform_value(node.inputs[0])
+    if node.op == "Neg":
+        inner = uniform_value(node.inputs[0])
+        return -inner if inner is not None else None
+    return None
 
 
 def scalar(value: np.ndarray | None) -> float | None:

@@ -1,18 +1,27 @@
 """Binarizers -> BitUnpack(BitPack(x)): the canonical binarizer, sign with 0 -> +1, as ops that run.
 
-Recognised (each exactly sign(x) with sign(0) = +1):
+Recognised, each exactly sign(x) with sign(0) = +1:
 - larq's quantizers as exported: Sign(Add(Sign(x), c)) with 0 < c < 1 (larq adds 0.1);
-- Where(GreaterOrEqual(x, 0), 1, -1) and Where(Less(x, 0), -1, 1).
-Not recognised, on purpose: Where(Greater(x, 0), 1, -1) and plain Sign(x), which map 0 elsewhere.
+- Where(x >= 0, 1, -1) and Where(x < 0, -1, 1), the constants also as ones_like(x) writes them.
+Recognised with a difference at 0, reported as a deviation: plain Sign(x), PyTorch's sign, which maps 0 to 0. A
+binary layer has no third value; 0 becomes +1 (docs/ops.md), which changes a result only when a binarized value is
+exactly 0. Verification counts those zeros (`verification.py`).
+Not recognised, on purpose: Where(x > 0, 1, -1), which maps 0 to -1.
+A binarizer's input Clip(u, lo, hi) with lo < 0 < hi (Hardtanh before the sign) has the sign of u, so u is
+binarized: the clip would only hide the float chain from the threshold pass.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_graphsurgeon as gs
 
 from bnn2onnx.ops import schema
-from bnn2onnx.passes.graph_tools import detach, PassResult, bnn_node, constant, fresh_variable, producer_op, scalar
+from bnn2onnx.passes.graph_tools import (detach, PassResult, bnn_node, constant, fresh_variable, producer_op, scalar,
+                                         uniform_value)
 from bnn2onnx.passes.op_shapes import annotate
+
+ZERO_TO_PLUS_ONE = "sign(0) = 0 in the source, +1 in the binary layer"
 
 
 def _larq_sign_input(node: gs.Node) -> gs.Tensor | None:
@@ -34,12 +43,24 @@ def _where_sign_input(node: gs.Node) -> gs.Tensor | None:
     """x for Where(x >= 0, 1, -1) or Where(x < 0, -1, 1)."""
     if node.op != "Where":
         return None
-    when_true, when_false = scalar(constant(node.inputs[1])), scalar(constant(node.inputs[2]))
+    when_true, when_false = uniform_value(node.inputs[1]), uniform_value(node.inputs[2])
     for compare, expected in (("GreaterOrEqual", (1.0, -1.0)), ("Less", (-1.0, 1.0))):
         test = producer_op(node.inputs[0], compare)
-        if test is not None and scalar(constant(test.inputs[1])) == 0.0 and (when_true, when_false) == expected:
+        if test is not None and uniform_value(test.inputs[1]) == 0.0 and (when_true, when_false) == expected:
             return test.inputs[0]
     return None
+
+
+def _sign_preserving_source(x: gs.Tensor) -> gs.Tensor:
+    """u for x = Clip(u, lo, hi) with lo < 0 < hi (repeatedly), else x."""
+    clip = producer_op(x, "Clip")
+    while clip is not None and len(clip.inputs) == 3 and clip.inputs[1].name and clip.inputs[2].name:
+        lo, hi = scalar(constant(clip.inputs[1])), scalar(constant(clip.inputs[2]))
+        if lo is None or hi is None or not lo < 0 < hi:
+            break
+        x = clip.inputs[0]
+        clip = producer_op(x, "Clip")
+    return x
 
 
 def binarize(graph: gs.Graph, x: gs.Tensor, out: gs.Tensor, name: str) -> None:
@@ -50,17 +71,31 @@ def binarize(graph: gs.Graph, x: gs.Tensor, out: gs.Tensor, name: str) -> None:
     graph.nodes.extend([pack, annotate(unpack)])
 
 
+def _replace(graph: gs.Graph, node: gs.Node, x: gs.Tensor, result: PassResult) -> gs.Tensor | None:
+    """Replaces the binarizer `node` of x by the canonical one; returns the tensor it binarizes."""
+    x = _sign_preserving_source(x)
+    if x.dtype is not None and np.dtype(x.dtype).kind != "f":
+        result.refuse(node, f"binarizer input is not float ({np.dtype(x.dtype)})")
+        return None
+    if x.shape is None or len(x.shape) < 2 or not isinstance(x.shape[1], int):
+        result.refuse(node, f"binarizer input has unknown rank or channel dimension (shape {x.shape})")
+        return None
+    out = node.outputs[0]
+    detach(node)
+    binarize(graph, x, out, node.name or "binarizer")
+    result.rewrites += 1
+    return x
+
+
 def run(graph: gs.Graph) -> PassResult:
     result = PassResult("recognise_binarizers")
     for node in list(graph.nodes):
         x = _larq_sign_input(node) or _where_sign_input(node)
-        if x is None:
-            continue
-        if x.shape is None or len(x.shape) < 2 or not isinstance(x.shape[1], int):
-            result.refuse(node, f"binarizer input has unknown rank or channel dimension (shape {x.shape})")
-            continue
-        out = node.outputs[0]
-        detach(node)
-        binarize(graph, x, out, node.name or "binarizer")
-        result.rewrites += 1
+        if x is not None:
+            _replace(graph, node, x, result)
+    graph.cleanup()  # the inner Signs of larq's binarizers are gone: every Sign left is a plain one
+    for node in [n for n in graph.nodes if n.op == "Sign" and constant(n.inputs[0]) is None]:
+        x = _replace(graph, node, node.inputs[0], result)
+        if x is not None:
+            result.deviations.append((x.name, ZERO_TO_PLUS_ONE))
     return result

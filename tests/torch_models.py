@@ -1,0 +1,180 @@
+"""PyTorch BNNs written the way public PyTorch BNN code writes them (BinaryNet, XNOR-Net, Bi-Real Net, ReActNet).
+
+Nothing here knows about bnn2onnx: these are the sources the converter must reproduce.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SignSTE(torch.autograd.Function):
+    """BinaryNet's straight-through sign: forward torch.sign (0 -> 0), backward clipped identity."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return torch.sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() <= 1).to(grad.dtype)
+
+
+class XnorConv2d(nn.Conv2d):
+    """XNOR-Net weights: sign(W) scaled by the mean |W| of each output channel; activations through SignSTE."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight.abs().mean(dim=(1, 2, 3), keepdim=True)
+        return F.conv2d(SignSTE.apply(x), SignSTE.apply(self.weight) * scale, self.bias, self.stride,
+                        self.padding)
+
+
+class BinaryLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(SignSTE.apply(x), SignSTE.apply(self.weight), self.bias)
+
+
+class WhereSign(nn.Module):
+    """sign with 0 -> +1, as torch.where writes it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+
+class DetachSign(nn.Module):
+    """The detach trick: forward value sign(x), gradient of clamp(x, -1, 1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        clipped = torch.clamp(x, -1.0, 1.0)
+        return clipped + (torch.sign(x) - clipped).detach()
+
+
+class VggBinaryNet(nn.Module):
+    """BinaryNet (Courbariaux et al.) VGG for 32x32 images: float first conv and classifier, binary middle,
+    conv -> max-pool -> BN -> hardtanh, XNOR-scaled binary convs, binary dense layers with BatchNorm1d."""
+
+    def __init__(self, width: int = 32, classes: int = 10):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.Hardtanh(),
+            XnorConv2d(w, w, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(w), nn.Hardtanh(),
+            XnorConv2d(w, 2 * w, 3, padding=1, bias=False), nn.BatchNorm2d(2 * w), nn.Hardtanh(),
+            XnorConv2d(2 * w, 2 * w, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(2 * w),
+            nn.Hardtanh(),
+            XnorConv2d(2 * w, 4 * w, 3, padding=1, bias=False), nn.BatchNorm2d(4 * w), nn.Hardtanh(),
+            XnorConv2d(4 * w, 4 * w, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(4 * w),
+            nn.Hardtanh(),
+        )
+        self.classifier = nn.Sequential(
+            BinaryLinear(4 * w * 16, 256, bias=False), nn.BatchNorm1d(256), nn.Hardtanh(),
+            BinaryLinear(256, 256, bias=False), nn.BatchNorm1d(256), nn.Hardtanh(),
+            nn.Linear(256, classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        return self.classifier(x.view(x.size(0), -1))
+
+
+class BiRealActivation(nn.Module):
+    """Bi-Real Net's approximate sign: forward value sign(x), gradient of a piecewise polynomial."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out_forward = torch.sign(x)
+        mask1 = x < -1
+        mask2 = x < 0
+        mask3 = x < 1
+        out1 = (-1) * mask1.type(torch.float32) + (x * x + 2 * x) * (1 - mask1.type(torch.float32))
+        out2 = out1 * mask2.type(torch.float32) + (-x * x + 2 * x) * (1 - mask2.type(torch.float32))
+        out3 = out2 * mask3.type(torch.float32) + 1 * (1 - mask3.type(torch.float32))
+        return out_forward.detach() - out3.detach() + out3
+
+
+class LearnableBias(nn.Module):
+    """ReActNet's RSign shift before the sign."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias.expand_as(x)
+
+
+class HardBinaryConv(nn.Module):
+    """Bi-Real Net's binary conv: weights stored flat, scaled sign with the clipped-weight STE."""
+
+    def __init__(self, in_chn: int, out_chn: int, stride: int = 1):
+        super().__init__()
+        self.stride = stride
+        self.shape = (out_chn, in_chn, 3, 3)
+        self.weights = nn.Parameter(torch.rand((out_chn * in_chn * 9, 1)) * 0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        real_weights = self.weights.view(self.shape)
+        scaling_factor = torch.mean(torch.mean(torch.mean(abs(real_weights), dim=3, keepdim=True), dim=2,
+                                               keepdim=True), dim=1, keepdim=True).detach()
+        binary_weights_no_grad = scaling_factor * torch.sign(real_weights)
+        cliped_weights = torch.clamp(real_weights, -1.0, 1.0)
+        binary_weights = binary_weights_no_grad.detach() - cliped_weights.detach() + cliped_weights
+        return F.conv2d(x, binary_weights, stride=self.stride, padding=1)
+
+
+class BiRealBlock(nn.Module):
+    """One binary conv with a residual around it; the shortcut (avg-pool, 1x1 conv, BN) stays float."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.move = LearnableBias(inplanes)
+        self.binary_activation = BiRealActivation()
+        self.binary_conv = HardBinaryConv(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.AvgPool2d(kernel_size=2, stride=stride),
+                                            nn.Conv2d(inplanes, planes, 1, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.bn1(self.binary_conv(self.binary_activation(self.move(x))))
+        return out + residual
+
+
+class BiRealNet18(nn.Module):
+    """Bi-Real Net 18: float 7x7 stem and classifier, 16 binary 3x3 convs each with its own residual."""
+
+    def __init__(self, width: int = 64, classes: int = 100):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
+                                  nn.MaxPool2d(3, 2, 1))
+        blocks, inplanes = [], width
+        for stage, planes in enumerate((width, 2 * width, 4 * width, 8 * width)):
+            for i in range(4):
+                blocks.append(BiRealBlock(inplanes, planes, 2 if stage > 0 and i == 0 else 1))
+                inplanes = planes
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(inplanes, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.stem(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def randomize_batch_norms(model: nn.Module, seed: int) -> nn.Module:
+    """Trained-looking BN statistics and affine parameters (fresh ones are the identity), negative gammas included."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.randn(n, generator=generator))
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.5)
+        if isinstance(module, LearnableBias):
+            module.bias.data.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
+    return model.eval()
