@@ -60,7 +60,7 @@ def main() -> None:
     import larq_zoo
 
     import bnn2onnx
-    from bnn2onnx.convert import convert_with_report
+    from bnn2onnx.converter import convert_with_report
 
     for name in args.models:
         factory = getattr(larq_zoo.literature, name, None) or getattr(larq_zoo.sota, name)

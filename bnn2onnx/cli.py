@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from rich.table import Table
 from bnn2onnx.errors import ConversionError, first_line
 
 if TYPE_CHECKING:
-    from bnn2onnx.convert import ConversionResult
+    from bnn2onnx.converter import ConversionResult
 
 console = Console(highlight=False)
 
@@ -84,6 +85,9 @@ def _print_conversion(result: "ConversionResult", source: str) -> None:
     for pass_result in result.pipeline.results:
         for node, reason in pass_result.refused:
             console.print(f"[yellow]not converted[/yellow] {node}: {reason} ({pass_result.name})")
+    deviations = Counter(kind for r in result.pipeline.results for _, kind in r.deviations)
+    for kind, count in deviations.items():
+        console.print(f"[yellow]note[/yellow] {count} binarizer(s) differ from the source where {kind}")
     source_path = Path(source)
     source_size = sum(f.stat().st_size for f in source_path.rglob("*") if f.is_file()) if source_path.is_dir() \
         else source_path.stat().st_size
@@ -94,14 +98,15 @@ def _print_conversion(result: "ConversionResult", source: str) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from bnn2onnx.convert import convert_with_report
+    from bnn2onnx.converter import convert_with_report
 
     output = Path(args.output)
     if output.suffix != ".onnx":
         raise ConversionError(f"output {output} must end in .onnx")
     with _stage_display() as progress:
-        result = convert_with_report(args.source, _load_inputs(args.inputs), args.samples, args.seed,
-                                     verify_result=not args.no_verify, progress=progress)
+        result = convert_with_report(args.source, inputs=_load_inputs(args.inputs), samples=args.samples,
+                                     seed=args.seed, verify_result=not args.no_verify,
+                                     progress=progress)
     _print_conversion(result, args.source)
     if result.verification is not None:
         console.print(f"verification: {result.verification.summary()}")
@@ -113,7 +118,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from bnn2onnx.convert import feeds_from_array, load_source, random_inputs
+    from bnn2onnx.converter import feeds_from_array, load_source, random_inputs
     from bnn2onnx.verification import verify
 
     converted = _load_onnx(Path(args.converted))
@@ -150,7 +155,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from bnn2onnx import benchmark
-    from bnn2onnx.convert import random_inputs
+    from bnn2onnx.converter import random_inputs
 
     path = Path(args.model)
     feeds = random_inputs(_load_onnx(path), args.batch, seed=0)
@@ -179,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    convert = commands.add_parser("convert", help="convert a Keras/Larq model (.h5, .keras, SavedModel dir) or a "
-                                  "float .onnx")
+    convert = commands.add_parser("convert", help="convert a Keras/Larq model (.h5, .keras, SavedModel dir), a "
+                                  "torch.export program (.pt2), or a float or QONNX .onnx")
     convert.add_argument("source")
     convert.add_argument("-o", "--output", required=True, help="output .onnx path")
     verify = commands.add_parser("verify", help="compare a converted model with its source")

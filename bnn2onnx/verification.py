@@ -15,13 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
 from bnn2onnx.ops import schema
 from bnn2onnx.ops.reference import bit_unpack
-from bnn2onnx.runtime import inference_session
+from bnn2onnx.passes.recognise_binarizers import ZERO_TO_PLUS_ONE
+from bnn2onnx.runtime import inference_session, run_batched
+
+if TYPE_CHECKING:
+    from bnn2onnx.passes import PipelineReport
 
 OUTPUT_TOLERANCE = 1e-3
 TIE_TOLERANCE = 1e-5
@@ -52,6 +57,7 @@ class Verification:
     first_flip: FirstFlip | None = None
     later_flips: int = 0  # sign flips after the first flipping binarizer (its consequences)
     hidden_binarizers: int = 0  # binarizers whose decisions the converted model does not expose
+    sign_zeros: int = 0  # exact zeros reaching PyTorch-style Sign: 0 in the source, +1 in the binary layers
 
     @property
     def outputs_agree(self) -> bool:
@@ -69,6 +75,9 @@ class Verification:
     def summary(self) -> str:
         head = (f"max |diff| {self.max_abs_diff:.3g} (of max |output| {self.scale:.3g}), argmax agreement "
                 f"{self.argmax_agreement:.1%} on {self.samples} inputs")
+        if self.sign_zeros:
+            head += (f"; {self.sign_zeros} exact zero(s) reached a PyTorch-style sign, which gives 0 where the "
+                     "binary layers use +1")
         if self.outputs_agree:
             return "agree: " + head
         divergence = f"; first diverging tensor {self.first_divergence.tensor!r}" if self.first_divergence else ""
@@ -92,14 +101,20 @@ def compare_outputs(source: np.ndarray, converted: np.ndarray) -> tuple[float, f
     return diff, scale, agreement
 
 
-def binarized_reference(float_model: onnx.ModelProto) -> onnx.ModelProto:
+def binarized_reference(float_model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """The float model with its binarizers in canonical form, BitUnpack(BitPack(x)), moved past transposes as
-    the converter moves them: it computes exactly what the float model computes, and its packed tensors have
-    the names the converted model gives them, so both can be compared binarizer by binarizer."""
+    the converter moves them: it computes exactly what the float model computes (but at exact zeros reaching a
+    PyTorch-style sign, whose inputs are returned too), and its packed tensors have the names the converted model
+    gives them, so both can be compared binarizer by binarizer."""
     from bnn2onnx.passes import CANONICALISE, optimize, recognise_binarizers, sink_layout_ops
 
-    reference, _ = optimize(float_model, (CANONICALISE, (recognise_binarizers.run, sink_layout_ops.run)))
-    return reference
+    reference, report = optimize(float_model, (CANONICALISE, (recognise_binarizers.run, sink_layout_ops.run)))
+    return reference, zero_sign_tensors(report)
+
+
+def zero_sign_tensors(report: "PipelineReport") -> list[str]:
+    """The tensors a pipeline binarized through a sign that maps 0 to 0 (the source's values there are 0)."""
+    return [tensor for r in report.results for tensor, kind in r.deviations if kind == ZERO_TO_PLUS_ONE]
 
 
 def _run_exposing(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -111,26 +126,37 @@ def _run_exposing(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.
             exposed.graph.output.append(onnx.ValueInfoProto(name=name))
     session = inference_session(exposed)
     outputs = [o.name for o in session.get_outputs()]
-    return dict(zip(outputs, session.run(None, feeds)))
+    return dict(zip(outputs, run_batched(session, feeds)))
 
 
 SourceValues = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
 
 def verify(source_outputs: np.ndarray, float_model: onnx.ModelProto, converted: onnx.ModelProto,
-           feeds: dict[str, np.ndarray], source_values: SourceValues | None = None) -> Verification:
+           feeds: dict[str, np.ndarray], source_values: SourceValues | None = None,
+           zero_sign_inputs: list[str] | None = None) -> Verification:
     """Compares the converted model's first output with the source's, and explains a disagreement.
 
     `source_values(feeds, names)` returns the source model's own values of those float-ONNX tensors it can
     identify (ONNX layout); binarizer inputs are judged against them, so ties in the source itself are seen
     even where the float ONNX rounded the other way. Tensors it cannot identify are judged against the
-    float ONNX."""
+    float ONNX. `zero_sign_inputs`: the float-ONNX inputs of signs that map 0 to 0 (PyTorch's), found here when
+    not given; their exact zeros, where the binary layers differ by definition, are counted."""
     converted_session = inference_session(converted)
-    output = converted_session.run(None, feeds)[0]
+    output = run_batched(converted_session, feeds)[0]
     result = Verification(*compare_outputs(source_outputs, output), samples=len(source_outputs))
+    reference = None
+    if zero_sign_inputs is None:
+        reference, zero_sign_inputs = binarized_reference(float_model)
+    produced = {o for node in float_model.graph.node for o in node.output} | {i.name for i in float_model.graph.input}
+    zero_sign_inputs = [name for name in zero_sign_inputs or [] if name in produced]
+    if zero_sign_inputs:
+        values = _run_exposing(float_model, zero_sign_inputs, feeds)
+        result.sign_zeros = sum(int(np.sum(values[name] == 0)) for name in zero_sign_inputs)
     if result.outputs_agree:
         return result
-    reference = binarized_reference(float_model)
+    if reference is None:
+        reference, _ = binarized_reference(float_model)
     order = [o for node in reference.graph.node for o in node.output]
     converted_names = {o for node in converted.graph.node for o in node.output} | \
         {i.name for i in converted.graph.input}

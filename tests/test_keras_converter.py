@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 import bnn2onnx
-from bnn2onnx.convert import convert, convert_with_report
+from bnn2onnx.converter import convert, convert_with_report
 from keras_models import binary_layer_count, bireal_style, tf, vgg_style
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,5 +1,6 @@
-"""Float ONNX frontend: a float .onnx from any framework is already the canonical form; onnxruntime running it
-is the source the converted model is verified against (a model onnxruntime cannot run is refused)."""
+"""Float ONNX frontend: a float .onnx from any framework is already the canonical form (a QONNX model is lowered
+to it first, `qonnx.py`); onnxruntime running it is the source the converted model is verified against (a model
+onnxruntime cannot run is refused)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import onnx
 import onnxruntime as ort
 
 from bnn2onnx.errors import ConversionError, first_line
+from bnn2onnx.frontends.qonnx import is_qonnx, lower_qonnx
 from bnn2onnx.ops import schema
+from bnn2onnx.runtime import run_batched
 
 
 def load_float_onnx(path: str | Path) -> onnx.ModelProto:
@@ -23,7 +26,7 @@ def load_float_onnx(path: str | Path) -> onnx.ModelProto:
         raise ConversionError(f"{path}: not a valid ONNX model: {first_line(error)}") from error
     if any(node.domain == schema.DOMAIN for node in model.graph.node):
         raise ConversionError(f"{path}: already contains bnn2onnx ops; give the float model")
-    return model
+    return lower_qonnx(model) if is_qonnx(model) else model
 
 
 def onnxruntime_predict(model: onnx.ModelProto):
@@ -36,6 +39,6 @@ def onnxruntime_predict(model: onnx.ModelProto):
         raise ConversionError(f"onnxruntime cannot run the float model: {str(error).strip()[:300]}") from error
 
     def predict(feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return session.run(None, feeds)[0]
+        return run_batched(session, feeds)[0]
 
     return predict

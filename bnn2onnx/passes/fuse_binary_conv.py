@@ -49,9 +49,9 @@ def _rewrite(graph: gs.Graph, conv: gs.Node, result: PassResult) -> None:
     if weights is None or weights.ndim != 4:
         result.refuse(conv, "weights are not a constant 4-D tensor")
         return
-    magnitude, deviation = per_channel_magnitude(weights, 0)
+    magnitude, why_not = per_channel_magnitude(weights, 0)
     if magnitude is None:
-        result.refuse(conv, f"weights are not +-s per output channel (relative deviation {deviation:.2g})")
+        result.refuse(conv, why_not)
         return
     group = int(conv.attrs.get("group", 1))
     channels_in = int(unpack.attrs["channels"])

@@ -44,9 +44,9 @@ def _rewrite(graph: gs.Graph, node: gs.Node, result: PassResult) -> None:
     if rows.shape[1] != int(unpack.attrs["channels"]):
         result.refuse(node, f"weights have {rows.shape[1]} inputs, the binarized input {unpack.attrs['channels']}")
         return
-    magnitude, deviation = per_channel_magnitude(rows, 0)
+    magnitude, why_not = per_channel_magnitude(rows, 0)
     if magnitude is None:
-        result.refuse(node, f"weights are not +-s per output (relative deviation {deviation:.2g})")
+        result.refuse(node, why_not)
         return
     name = node.name or "dense"
     dense = bnn_node(

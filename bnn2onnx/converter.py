@@ -15,9 +15,10 @@ import numpy as np
 import onnx
 
 from bnn2onnx.errors import ConversionError
+from bnn2onnx.frontends import pytorch
 from bnn2onnx.ops import schema
 from bnn2onnx.passes import PipelineReport, optimize
-from bnn2onnx.verification import SourceValues, Verification, verify
+from bnn2onnx.verification import SourceValues, Verification, verify, zero_sign_tensors
 
 BINARY_OPS = (schema.BINARY_CONV2D, schema.BINARY_DENSE)
 FLOAT_LAYER_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -57,15 +58,25 @@ class Source:
     values: SourceValues | None = None  # the source's own intermediate values, by float-ONNX tensor name
 
 
-def load_source(source: Any, progress: Progress) -> Source:
-    """A float .onnx file, a Keras/Larq file or directory, or a tf.keras Model object."""
-    if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".onnx":
+def load_source(source: Any, progress: Progress, example_input: Any = None, exporter: str = "dynamo") -> Source:
+    """A float or QONNX .onnx file, a torch.nn.Module (with `example_input`) or saved torch.export program (.pt2),
+    a Keras/Larq file or directory, or a tf.keras Model object."""
+    suffix = Path(source).suffix.lower() if isinstance(source, (str, Path)) else ""
+    if suffix == ".onnx":
         from bnn2onnx.frontends import onnx_float
 
-        progress("loading float ONNX")
+        progress("loading ONNX")
         float_model = onnx_float.load_float_onnx(source)
         predict = onnx_float.onnxruntime_predict(float_model)
         return Source(float_model, predict)
+    if suffix == ".pt2" or pytorch.is_torch_model(source):
+        if suffix == ".pt2":
+            progress("loading torch.export program")
+            source, example_input = pytorch.load_exported_program(source)
+        elif example_input is None:
+            raise ConversionError("a PyTorch module needs example_input: a tensor of its input shape")
+        progress(f"exporting float ONNX (torch.onnx, {exporter} exporter) and checking it against the module")
+        return Source(*pytorch.torch_to_float_onnx(source, example_input, exporter))
 
     from bnn2onnx.frontends import keras
 
@@ -134,9 +145,12 @@ def check_model(model: onnx.ModelProto) -> None:
         raise ConversionError(f"converted model fails onnx.checker: {error}") from error
 
 
-def convert_with_report(source: Any, inputs: np.ndarray | None = None, samples: int = 16, seed: int = 0,
-                        verify_result: bool = True, progress: Progress = lambda stage: None) -> ConversionResult:
-    loaded = load_source(source, progress)
+def convert_with_report(source: Any, example_input: Any = None, *, inputs: np.ndarray | None = None,
+                        samples: int = 16, seed: int = 0, verify_result: bool = True, exporter: str = "dynamo",
+                        progress: Progress = lambda stage: None) -> ConversionResult:
+    """Like `convert`, returning the model with what was converted, what stayed float and why, and the
+    verification."""
+    loaded = load_source(source, progress, example_input, exporter)
     progress("optimising (binary layers, packing, thresholds)")
     model, report = optimize(loaded.float_model)
     check_model(model)
@@ -145,18 +159,23 @@ def convert_with_report(source: Any, inputs: np.ndarray | None = None, samples: 
     if verify_result:
         progress("verifying against the source model")
         feeds = feeds_from_array(model, inputs) if inputs is not None else random_inputs(model, samples, seed)
-        result.verification = verify(loaded.predict(feeds), loaded.float_model, model, feeds, loaded.values)
+        result.verification = verify(loaded.predict(feeds), loaded.float_model, model, feeds, loaded.values,
+                                     zero_sign_tensors(report))
     return result
 
 
-def convert(source: Any, inputs: np.ndarray | None = None, samples: int = 16, seed: int = 0,
-            verify_result: bool = True) -> onnx.ModelProto:
-    """Converts a Keras/Larq model (object or .h5/.keras/SavedModel path) to ONNX with bnn2onnx binary ops.
+def convert(source: Any, example_input: Any = None, *, inputs: np.ndarray | None = None, samples: int = 16,
+            seed: int = 0, verify_result: bool = True, exporter: str = "dynamo") -> onnx.ModelProto:
+    """Converts a model to ONNX with bnn2onnx binary ops. `source`: a Keras/Larq model (object, or .h5/.keras/
+    SavedModel path), a torch.nn.Module with `example_input` (a tensor, or tuple of tensors, of its input shape;
+    exported by torch.onnx's `exporter`, "dynamo" or "legacy", with a free batch), a torch.export program (.pt2
+    path), or a float or QONNX .onnx path.
 
     With verification (default) the result is compared with the source on `inputs` (or `samples` random
     inputs); a disagreement that sign ties at 0 do not explain raises ConversionError.
     """
-    result = convert_with_report(source, inputs, samples, seed, verify_result)
+    result = convert_with_report(source, example_input, inputs=inputs, samples=samples, seed=seed,
+                                 verify_result=verify_result, exporter=exporter)
     if result.verification is not None and not result.verification.passed:
         raise ConversionError("converted model disagrees with the source: " + result.verification.summary())
     return result.model
