@@ -87,7 +87,7 @@ def _print_conversion(result: "ConversionResult", source: str) -> None:
             console.print(f"[yellow]not converted[/yellow] {node}: {reason} ({pass_result.name})")
     deviations = Counter(kind for r in result.pipeline.results for _, kind in r.deviations)
     for kind, count in deviations.items():
-        console.print(f"[yellow]note[/yellow] {count} binarizer(s) differ from the source where {kind}")
+        console.print(f"[yellow]note[/yellow] {count} binarizer(s) differ from the source at one value: {kind}")
     source_path = Path(source)
     source_size = sum(f.stat().st_size for f in source_path.rglob("*") if f.is_file()) if source_path.is_dir() \
         else source_path.stat().st_size

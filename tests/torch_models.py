@@ -165,10 +165,16 @@ class BiRealNet18(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def randomize_batch_norms(model: nn.Module, seed: int) -> nn.Module:
-    """Trained-looking BN statistics and affine parameters (fresh ones are the identity), negative gammas included."""
+def trained_looking(model: nn.Module, seed: int) -> nn.Module:
+    """Trained-looking BN statistics and affine parameters (fresh ones are the identity), negative gammas
+    included, ReActNet shifts, and Bi-Real weights of both signs (its init, rand * 0.001, is all positive); in
+    eval mode."""
+    torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
+        if isinstance(module, HardBinaryConv):  # torch.randn does return exact zeros (2 in 10^7)
+            weights = torch.randn(module.weights.shape, generator=generator) * 0.01
+            module.weights.data.copy_(torch.where(weights == 0, 0.01, weights))
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             n = module.num_features
             module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import io
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,8 +100,10 @@ def _export(module: Any, inputs: tuple, exporter: str, names: list[str]) -> onnx
         if isinstance(module, torch.export.ExportedProgram):
             raise ConversionError("a torch.export program exports with the dynamo exporter only")
         buffer = io.BytesIO()
-        torch.onnx.export(module, inputs, buffer, dynamo=False, input_names=names,
-                          dynamic_axes={name: {0: "batch"} for name in names})
+        with warnings.catch_warnings():  # it is deprecated, and chosen here on purpose
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(module, inputs, buffer, dynamo=False, input_names=names,
+                              dynamic_axes={name: {0: "batch"} for name in names})
         return onnx.load_from_string(buffer.getvalue())
     try:
         import onnxscript  # noqa: F401  (the dynamo exporter's dependency, missing from torch's own)

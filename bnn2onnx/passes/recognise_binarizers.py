@@ -21,7 +21,7 @@ from bnn2onnx.passes.graph_tools import (detach, PassResult, bnn_node, constant,
                                          uniform_value)
 from bnn2onnx.passes.op_shapes import annotate
 
-ZERO_TO_PLUS_ONE = "sign(0) = 0 in the source, +1 in the binary layer"
+ZERO_TO_PLUS_ONE = "sign(0) = 0 in the source, +1 in the binary layers (verification counts exact zeros)"
 
 
 def _larq_sign_input(node: gs.Node) -> gs.Tensor | None:

@@ -1,0 +1,230 @@
+"""PyTorch, QONNX and PyTorch-exported float ONNX sources, converted and checked against the source framework itself
+(PyTorch, Brevitas, onnxruntime on the float model): real exporters, real onnxruntime, no shortcuts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import torch_models as tm  # noqa: E402
+from bnn2onnx import convert, convert_with_report  # noqa: E402
+from bnn2onnx.errors import ConversionError  # noqa: E402
+from ort_helpers import run  # noqa: E402
+
+CLI = Path(sys.executable).parent / "bnn2onnx"
+TOLERANCE = 1e-3  # of the largest logit, as the converter's own verification
+
+
+def bnn2onnx_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=900,
+                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+
+
+def assert_matches_torch(module: nn.Module, model: onnx.ModelProto, shape: tuple[int, ...], seed: int) -> None:
+    """Logits agree with the module (max |diff| <= 1e-3 max |logit|) and argmax agrees, at several batch sizes,
+    one batch of 16 among them."""
+    rng = np.random.default_rng(seed)
+    for batch in (1, 3, 16):
+        x = rng.standard_normal((batch, *shape)).astype(np.float32)
+        with torch.no_grad():
+            expected = module(torch.from_numpy(x)).numpy()
+        actual = run(model, {model.graph.input[0].name: x})
+        assert actual.shape == expected.shape
+        assert np.max(np.abs(actual - expected)) <= TOLERANCE * np.max(np.abs(expected))
+        assert np.array_equal(actual.argmax(1), expected.argmax(1))
+
+
+def op_count(model: onnx.ModelProto) -> Counter:
+    return Counter(node.op_type for node in model.graph.node)
+
+
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+@pytest.mark.parametrize("name, build, shape, binary", [
+    ("Bi-Real 18", lambda: tm.BiRealNet18(width=64), (3, 64, 64), {"BinaryConv2D": 16}),
+    ("VGG BinaryNet", lambda: tm.VggBinaryNet(width=32), (3, 32, 32), {"BinaryConv2D": 5, "BinaryDense": 2}),
+])
+def test_pytorch_bnn_converts_every_binary_layer_and_matches_pytorch(name, build, shape, binary, exporter) -> None:
+    module = tm.trained_looking(build(), seed=1)
+    result = convert_with_report(module, torch.randn(2, *shape), exporter=exporter)
+    counts = op_count(result.model)
+    assert {op: counts[op] for op in binary} == binary, counts
+    # what stays float is the float stem, shortcuts and classifier; no binarizer is left to run as Sign
+    assert counts["Conv"] + counts["Gemm"] + counts["MatMul"] == len(result.float_layers)
+    assert "Sign" not in counts and "Abs" not in counts
+    assert result.verification.passed and result.verification.sign_zeros == 0
+    assert_matches_torch(module, result.model, shape, seed=2)
+
+
+def test_pytorch_binarizer_spellings_all_convert() -> None:
+    """where(x >= 0, 1, -1), the detach trick, ReActNet's shift and Bi-Real's polynomial STE before binary convs;
+    a binary Linear as Gemm; a layer that binarizes only its weights (BinaryConnect) stays a correct float Conv."""
+
+    class Spellings(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 3, padding=1)
+            self.where = tm.XnorConv2d(16, 16, 3, padding=1, bias=False)
+            self.detach = tm.XnorConv2d(16, 16, 3, stride=2, padding=1, bias=False)
+            self.shift = tm.LearnableBias(16)
+            self.poly = tm.HardBinaryConv(16, 16)
+            self.norms = nn.ModuleList(nn.BatchNorm2d(16) for _ in range(3))  # no sign sees an integer sum
+            self.weights_only = nn.Conv2d(16, 8, 1)
+            self.dense = tm.BinaryLinear(8 * 8 * 8, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.stem(x)
+            x = self.norms[0](nn.functional.conv2d(tm.WhereSign()(x), tm.SignSTE.apply(self.where.weight),
+                                                   padding=1))
+            x = self.norms[1](nn.functional.conv2d(tm.DetachSign()(x), tm.SignSTE.apply(self.detach.weight),
+                                                   stride=2, padding=1))
+            x = self.norms[2](self.poly(tm.BiRealActivation()(self.shift(x))))
+            x = nn.functional.conv2d(x, tm.SignSTE.apply(self.weights_only.weight), self.weights_only.bias)
+            return self.dense(x.flatten(1))
+
+    module = tm.trained_looking(Spellings(), seed=3)
+    for exporter in ("legacy", "dynamo"):
+        result = convert_with_report(module, torch.randn(2, 3, 16, 16), exporter=exporter)
+        assert op_count(result.model)["BinaryConv2D"] == 3 and op_count(result.model)["BinaryDense"] == 1
+        assert result.verification.passed and result.verification.sign_zeros == 0
+        assert [layer.note for layer in result.float_layers].count(
+            "input is not binarized: a full-precision layer") == 2  # the stem and the weights-only conv
+        assert_matches_torch(module, result.model, (3, 16, 16), seed=4)
+
+
+def test_binary_layer_with_an_exact_zero_weight_stays_float_with_the_reason() -> None:
+    """sign(0) = 0 in PyTorch: such a layer has three weight values, which no binary layer has."""
+    module = tm.trained_looking(tm.VggBinaryNet(width=16), seed=13)
+    with torch.no_grad():
+        module.features[3].weight[2, 1, 0, 0] = 0.0
+    result = convert_with_report(module, torch.randn(2, 3, 32, 32), exporter="legacy")
+    assert op_count(result.model)["BinaryConv2D"] == 4
+    assert any("1 weight(s) are exactly 0" in layer.note for layer in result.float_layers)
+    assert_matches_torch(module, result.model, (3, 32, 32), seed=14)
+
+
+def test_exact_zero_at_a_pytorch_sign_is_reported_not_hidden() -> None:
+    """torch.sign(0) = 0, the binary layers' +1: after a ReLU half the signs see exact zeros; verification must
+    count them and the conversion must not pass as agreeing."""
+
+    class ReluThenSign(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 3, padding=1)
+            self.binary = tm.XnorConv2d(16, 16, 3, padding=1, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.binary(torch.relu(self.stem(x))).mean((2, 3))
+
+    module = tm.trained_looking(ReluThenSign(), seed=5)
+    result = convert_with_report(module, torch.randn(2, 3, 8, 8), exporter="legacy")
+    assert result.verification.sign_zeros > 0
+    assert not result.verification.passed
+    assert "exact zero(s) reached a PyTorch-style sign" in result.verification.summary()
+    with pytest.raises(ConversionError, match="exact zero"):
+        convert(module, torch.randn(2, 3, 8, 8), exporter="legacy")
+
+
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_data_overwrite_model_is_refused_and_left_unchanged(exporter) -> None:
+    module = tm.trained_looking(tm.DataOverwriteNet(), seed=6)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    with pytest.raises(ConversionError, match=r"body\.3 \(DataOverwriteConv2d\) assigns to `\.data`"):
+        convert(module, torch.randn(2, 3, 8, 8), exporter=exporter)
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_brevitas_qonnx_converts_and_matches_brevitas(tmp_path: Path) -> None:
+    brevitas_nn = pytest.importorskip("brevitas.nn")
+    from brevitas.export import export_qonnx
+    from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
+
+    def binary_act() -> nn.Module:
+        return brevitas_nn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+
+    weight = {"weight_quant": SignedBinaryWeightPerTensorConst, "bias": False}
+    module = tm.trained_looking(nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), binary_act(),
+        brevitas_nn.QuantConv2d(32, 32, 3, padding=1, **weight), nn.BatchNorm2d(32), nn.MaxPool2d(2), binary_act(),
+        brevitas_nn.QuantConv2d(32, 64, 3, padding=1, **weight), nn.BatchNorm2d(64), nn.MaxPool2d(2), binary_act(),
+        nn.Flatten(), brevitas_nn.QuantLinear(64 * 4 * 4, 64, **weight), nn.BatchNorm1d(64), binary_act(),
+        nn.Linear(64, 10)), seed=7)
+    path = tmp_path / "brevitas.onnx"
+    export_qonnx(module, torch.randn(1, 3, 16, 16), export_path=str(path))
+    assert any(n.op_type == "BipolarQuant" for n in onnx.load(path).graph.node)
+    out = tmp_path / "converted.onnx"
+    cli = bnn2onnx_cli("convert", str(path), "-o", str(out))
+    assert cli.returncode == 0, cli.stderr
+    assert "3 binary layers" in cli.stdout and "verification: agree" in cli.stdout
+    model = onnx.load(out)
+    assert op_count(model)["BinaryConv2D"] == 2 and op_count(model)["BinaryDense"] == 1
+    x = np.random.default_rng(8).standard_normal((16, 1, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():  # Brevitas' own output; the export fixed the batch at 1
+        expected = np.concatenate([module(torch.from_numpy(xi)).numpy() for xi in x])
+    actual = np.concatenate([run(model, {model.graph.input[0].name: xi}) for xi in x])
+    assert np.max(np.abs(actual - expected)) <= TOLERANCE * np.max(np.abs(expected))
+    assert np.array_equal(actual.argmax(1), expected.argmax(1))
+
+
+def test_float_onnx_with_where_binarizers_converts_through_the_cli(tmp_path: Path) -> None:
+    """An ONNX file from another tool: binarizers written as Where(x >= 0, 1, -1), weights as constants."""
+
+    class WhereNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32))
+            self.binary = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32))
+            self.head = nn.Linear(32, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.stem(x)
+            weight = torch.where(self.binary[0].weight >= 0, 1.0, -1.0)
+            x = self.binary[1](nn.functional.conv2d(tm.WhereSign()(x), weight, padding=1))
+            return self.head(x.mean((2, 3)))
+
+    path = tmp_path / "where.onnx"
+    torch.onnx.export(tm.trained_looking(WhereNet(), seed=9), (torch.randn(2, 3, 16, 16),), str(path),
+                      dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    out = tmp_path / "converted.onnx"
+    cli = bnn2onnx_cli("convert", str(path), "-o", str(out))
+    assert cli.returncode == 0, cli.stderr
+    assert "1 binary layers" in cli.stdout and "verification: agree" in cli.stdout
+    source, model = onnx.load(path), onnx.load(out)
+    x = np.random.default_rng(10).standard_normal((16, 3, 16, 16)).astype(np.float32)
+    expected = run(source, {"x": x}, custom_ops=False)
+    actual = run(model, {"x": x})
+    assert np.max(np.abs(actual - expected)) <= TOLERANCE * np.max(np.abs(expected))
+    assert np.array_equal(actual.argmax(1), expected.argmax(1))
+
+
+def test_saved_torch_export_program_converts_through_the_cli(tmp_path: Path) -> None:
+    module = tm.trained_looking(tm.VggBinaryNet(width=16), seed=11)
+    program = torch.export.export(module, (torch.randn(2, 3, 32, 32),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},))
+    path = tmp_path / "vgg.pt2"
+    torch.export.save(program, str(path))
+    out = tmp_path / "vgg.onnx"
+    cli = bnn2onnx_cli("convert", str(path), "-o", str(out))
+    assert cli.returncode == 0, cli.stderr
+    assert "7 binary layers" in cli.stdout and "verification: agree" in cli.stdout
+    assert_matches_torch(module, onnx.load(out), (3, 32, 32), seed=12)
+
+
+def test_bad_pytorch_inputs_give_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConversionError, match="needs example_input"):
+        convert(tm.VggBinaryNet())
+    with pytest.raises(ConversionError, match="unknown exporter"):
+        convert(tm.VggBinaryNet(), torch.randn(1, 3, 32, 32), exporter="jit")
+    corrupt = tmp_path / "broken.pt2"
+    corrupt.write_bytes(b"not a zip archive")
+    cli = bnn2onnx_cli("convert", str(corrupt), "-o", str(tmp_path / "out.onnx"))
+    assert cli.returncode == 2 and cli.stderr.startswith("bnn2onnx: error: ") and cli.stderr.count("\n") == 1
+    assert "not a torch.export program" in cli.stderr and not (tmp_path / "out.onnx").exists()
