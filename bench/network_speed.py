@@ -55,9 +55,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
-    from keras_models import randomize_batch_norms  # first: sets up legacy Keras for larq
-
     import larq_zoo
+    from keras_models import randomize_batch_norms  # first: sets up legacy Keras for larq
 
     import bnn2onnx
     from bnn2onnx.converter import convert_with_report

@@ -70,7 +70,7 @@ def write_atomically(model: onnx.ModelProto, path: Path) -> None:
             os.unlink(temporary)
 
 
-def _print_conversion(result: "ConversionResult", source: str) -> None:
+def _print_conversion(result: ConversionResult, source: str) -> None:
     table = Table(title="Layers", show_lines=False)
     table.add_column("layer", overflow="fold")
     table.add_column("op")

@@ -112,7 +112,7 @@ def binarized_reference(float_model: onnx.ModelProto) -> tuple[onnx.ModelProto, 
     return reference, zero_sign_tensors(report)
 
 
-def zero_sign_tensors(report: "PipelineReport") -> list[str]:
+def zero_sign_tensors(report: PipelineReport) -> list[str]:
     """The tensors a pipeline binarized through a sign that maps 0 to 0 (the source's values there are 0)."""
     return [tensor for r in report.results for tensor, kind in r.deviations if kind == ZERO_TO_PLUS_ONE]
 

@@ -17,7 +17,7 @@ from bnn2onnx.frontends.keras import load_keras_model
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "models"))
-from train_digits_bnn import digits_split  # noqa: E402  (the split the model was trained and tested on)
+from train_digits_bnn import digits_split
 
 
 def main(out_dir: Path) -> None:

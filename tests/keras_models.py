@@ -8,7 +8,7 @@ import numpy as np
 from bnn2onnx.frontends.keras import tensorflow_for_larq
 
 tf = tensorflow_for_larq()
-import larq as lq  # noqa: E402  (after tensorflow_for_larq, which sets up legacy Keras)
+import larq as lq
 
 BINARY = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
               use_bias=False)

@@ -4,8 +4,8 @@ models compute exactly the ops they list), a chosen thread count, and a chosen k
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import onnx

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from keras_models import binary_layer_count, bireal_style, tf, vgg_style
 
 import bnn2onnx
 from bnn2onnx.converter import convert, convert_with_report
-from keras_models import binary_layer_count, bireal_style, tf, vgg_style
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "models"))
-from train_digits_bnn import digits_split  # noqa: E402
+from train_digits_bnn import digits_split
 
 
 def op_counts(model: onnx.ModelProto) -> Counter:
@@ -90,7 +90,6 @@ def test_converted_model_validates_and_declares_custom_op_shapes() -> None:
                                   "BinaryDenseNet28"])
 def test_larq_zoo_model_converts_every_binary_layer_and_agrees(name: str) -> None:
     import larq_zoo
-
     from keras_models import randomize_batch_norms
 
     factory = getattr(larq_zoo.literature, name, None) or getattr(larq_zoo.sota, name)

@@ -13,11 +13,11 @@ import onnx
 import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from ort_helpers import session
 
 import bnn2onnx
 from bnn2onnx.ops import schema
 from bnn2onnx.ops.bitpacking import pack_bits
-from ort_helpers import session
 
 
 def test_library_does_not_link_onnxruntime() -> None:

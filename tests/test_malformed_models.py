@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from ort_helpers import session
 
 from bnn2onnx.ops import schema
 from bnn2onnx.ops.bitpacking import pack_bits
-from ort_helpers import session
 
 RNG = np.random.default_rng(0)
 CONV_X = RNG.standard_normal((1, 40, 6, 6)).astype(np.float32)

@@ -13,7 +13,6 @@ import zlib
 
 import numpy as np
 import pytest
-
 from op_cases import CASE_GENERATORS, REQUIRED_FEATURES
 from ort_helpers import run
 

@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from ort_helpers import run
 
 from bnn2onnx.passes import optimize
-from ort_helpers import run
 
 RNG = np.random.default_rng(0)
 

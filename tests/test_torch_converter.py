@@ -13,12 +13,12 @@ import onnx
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+import torch_models as tm
+from ort_helpers import run
+from torch import nn
 
-import torch_models as tm  # noqa: E402
-from bnn2onnx import convert, convert_with_report  # noqa: E402
-from bnn2onnx.errors import ConversionError  # noqa: E402
-from ort_helpers import run  # noqa: E402
+from bnn2onnx import convert, convert_with_report
+from bnn2onnx.errors import ConversionError
 
 CLI = Path(sys.executable).parent / "bnn2onnx"
 TOLERANCE = 1e-3  # of the largest logit, as the converter's own verification

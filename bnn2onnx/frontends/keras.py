@@ -36,9 +36,8 @@ def tensorflow_for_larq() -> ModuleType:
         raise ConversionError(f"TF_USE_LEGACY_KERAS={existing!r}: larq needs legacy Keras; unset it or set it to 1")
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
     import larq  # noqa: F401  (registers larq's layers, quantizers and constraints with Keras)
+    import tensorflow as tf
 
     return tf
 

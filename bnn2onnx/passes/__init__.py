@@ -14,10 +14,22 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from bnn2onnx.ops import schema
-from bnn2onnx.passes import (cancel_pack_unpack, cancel_straight_through, constant_reshape_targets,
-                             dedupe_constants, drop_broadcast_expands, fold_constants, fold_output_affine, fuse_binary_conv, fuse_binary_dense,
-                             fuse_binary_maxpool, fuse_input_packing, fuse_threshold_output, recognise_binarizers,
-                             sink_layout_ops)
+from bnn2onnx.passes import (
+    cancel_pack_unpack,
+    cancel_straight_through,
+    constant_reshape_targets,
+    dedupe_constants,
+    drop_broadcast_expands,
+    fold_constants,
+    fold_output_affine,
+    fuse_binary_conv,
+    fuse_binary_dense,
+    fuse_binary_maxpool,
+    fuse_input_packing,
+    fuse_threshold_output,
+    recognise_binarizers,
+    sink_layout_ops,
+)
 from bnn2onnx.passes.graph_tools import PassResult, name_nodes_uniquely
 
 Pass = Callable[[gs.Graph], PassResult]

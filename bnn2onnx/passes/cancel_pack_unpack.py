@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx_graphsurgeon as gs
 
 from bnn2onnx.ops import schema
-from bnn2onnx.passes.graph_tools import detach, PassResult, producer_op, replace_uses
+from bnn2onnx.passes.graph_tools import PassResult, detach, producer_op, replace_uses
 
 
 def run(graph: gs.Graph) -> PassResult:

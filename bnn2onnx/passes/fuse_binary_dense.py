@@ -9,7 +9,7 @@ import onnx_graphsurgeon as gs
 from bnn2onnx.ops import schema
 from bnn2onnx.ops.bitpacking import pack_dense_weights
 from bnn2onnx.passes.binary_weights import per_channel_magnitude
-from bnn2onnx.passes.graph_tools import detach, PassResult, bnn_node, constant, is_binarized
+from bnn2onnx.passes.graph_tools import PassResult, bnn_node, constant, detach, is_binarized
 from bnn2onnx.passes.op_shapes import annotate
 
 

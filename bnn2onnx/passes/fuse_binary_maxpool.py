@@ -10,7 +10,7 @@ from __future__ import annotations
 import onnx_graphsurgeon as gs
 
 from bnn2onnx.ops import schema
-from bnn2onnx.passes.graph_tools import detach, PassResult, bnn_node, fresh_variable, only_consumer, producer_op
+from bnn2onnx.passes.graph_tools import PassResult, bnn_node, detach, fresh_variable, only_consumer, producer_op
 from bnn2onnx.passes.op_shapes import annotate
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import onnx_graphsurgeon as gs
 
 from bnn2onnx.ops import schema
-from bnn2onnx.passes.graph_tools import detach, PassResult, only_consumer, producer_op
+from bnn2onnx.passes.graph_tools import PassResult, detach, only_consumer, producer_op
 
 
 def run(graph: gs.Graph) -> PassResult:

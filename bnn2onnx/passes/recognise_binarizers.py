@@ -17,8 +17,16 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from bnn2onnx.ops import schema
-from bnn2onnx.passes.graph_tools import (detach, PassResult, bnn_node, constant, fresh_variable, producer_op, scalar,
-                                         uniform_value)
+from bnn2onnx.passes.graph_tools import (
+    PassResult,
+    bnn_node,
+    constant,
+    detach,
+    fresh_variable,
+    producer_op,
+    scalar,
+    uniform_value,
+)
 from bnn2onnx.passes.op_shapes import annotate
 
 ZERO_TO_PLUS_ONE = "sign(0) = 0 in the source, +1 in the binary layers (verification counts exact zeros)"

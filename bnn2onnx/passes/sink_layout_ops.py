@@ -15,8 +15,15 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from bnn2onnx.passes.graph_tools import (detach, PassResult, constant, fresh_variable, is_binarized, producer_op,
-                                         replace_uses)
+from bnn2onnx.passes.graph_tools import (
+    PassResult,
+    constant,
+    detach,
+    fresh_variable,
+    is_binarized,
+    producer_op,
+    replace_uses,
+)
 from bnn2onnx.passes.recognise_binarizers import binarize
 
 
