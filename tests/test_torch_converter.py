@@ -29,18 +29,38 @@ def bnn2onnx_cli(*args: str) -> subprocess.CompletedProcess:
                           env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
+def ill_conditioned(module: nn.Module, x: np.ndarray, tolerance: float) -> bool:
+    """Whether PyTorch's own output on x moves beyond `tolerance` when x moves by float32 rounding (1e-6
+    relative): then a binarizer input of x lies within rounding of 0 (a sign tie), where the sign PyTorch's float
+    arithmetic gives is noise that no exact converter reproduces. Such inputs happen (about 1 in 200 for Bi-Real
+    18 here); verification reports them as ties."""
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        base = module(torch.from_numpy(x[None])).numpy()
+        for _ in range(8):
+            moved = x * (1 + 1e-6 * rng.standard_normal(x.shape)).astype(np.float32)
+            if np.max(np.abs(module(torch.from_numpy(moved[None])).numpy() - base)) > tolerance:
+                return True
+    return False
+
+
 def assert_matches_torch(module: nn.Module, model: onnx.ModelProto, shape: tuple[int, ...], seed: int) -> None:
-    """Logits agree with the module (max |diff| <= 1e-3 max |logit|) and argmax agrees, at several batch sizes,
-    one batch of 16 among them."""
+    """Logits agree with the module (max |diff| <= 1e-3 max |logit|) and argmax agrees, at batch sizes 1, 3 and
+    16, on every input but sign ties (`ill_conditioned`), of which there must be at most 2 of the 20."""
     rng = np.random.default_rng(seed)
+    ties = 0
     for batch in (1, 3, 16):
         x = rng.standard_normal((batch, *shape)).astype(np.float32)
         with torch.no_grad():
             expected = module(torch.from_numpy(x)).numpy()
         actual = run(model, {model.graph.input[0].name: x})
         assert actual.shape == expected.shape
-        assert np.max(np.abs(actual - expected)) <= TOLERANCE * np.max(np.abs(expected))
-        assert np.array_equal(actual.argmax(1), expected.argmax(1))
+        tolerance = TOLERANCE * np.max(np.abs(expected))
+        for i in range(batch):
+            if np.max(np.abs(actual[i] - expected[i])) > tolerance or actual[i].argmax() != expected[i].argmax():
+                assert ill_conditioned(module, x[i], tolerance), f"input {i} of batch {batch} disagrees"
+                ties += 1
+    assert ties <= 2
 
 
 def op_count(model: onnx.ModelProto) -> Counter:
@@ -140,6 +160,21 @@ def test_data_overwrite_model_is_refused_and_left_unchanged(exporter) -> None:
     with pytest.raises(ConversionError, match=r"body\.3 \(DataOverwriteConv2d\) assigns to `\.data`"):
         convert(module, torch.randn(2, 3, 8, 8), exporter=exporter)
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_export_that_does_not_compute_what_the_module_computes_is_refused() -> None:
+    """A Python number computed from the input is frozen into the legacy export at its example value."""
+
+    class PythonScale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x).mean((2, 3)) * float(x.abs().mean())
+
+    with pytest.raises(ConversionError, match=r"does not compute what the module computes \(\d+ of 10 inputs differ"):
+        convert(PythonScale(), 3 * torch.randn(2, 3, 8, 8), exporter="legacy")
 
 
 def test_brevitas_qonnx_converts_and_matches_brevitas(tmp_path: Path) -> None:

@@ -28,8 +28,10 @@ from bnn2onnx.errors import ConversionError, first_line
 from bnn2onnx.frontends.onnx_float import onnxruntime_predict
 
 EXPORTERS = ("dynamo", "legacy")
-# The exported graph must reproduce the module to this relative tolerance (float reassociation only).
+# The exported graph must reproduce the module to this relative tolerance (float reassociation only), on the
+# example input and this many random inputs.
 EXPORT_TOLERANCE = 1e-4
+CHECK_SAMPLES = 8
 
 
 def require_torch():
@@ -177,20 +179,28 @@ def _refuse_data_assignments(module: Any, inputs: tuple) -> None:
 
 
 def _check_export(module: Any, model: onnx.ModelProto, inputs: tuple, names: list[str]) -> None:
-    """Refuses an export that does not compute what the module computes."""
+    """Refuses an export that does not compute what the module computes: most inputs must agree to
+    EXPORT_TOLERANCE. Not all: where a binarizer's input is within float rounding of 0, onnxruntime and PyTorch
+    may round to different signs, which changes that one input's output; a graph that lost a sign differs on
+    practically every input."""
     rng = np.random.default_rng(0)
-    feeds = {name: np.concatenate([x.detach().cpu().numpy(), rng.standard_normal(tuple(x.shape)).astype(np.float32)])
+    feeds = {name: np.concatenate([x.detach().cpu().numpy(),
+                                   rng.standard_normal((CHECK_SAMPLES, *x.shape[1:])).astype(np.float32)])
              for name, x in zip(names, inputs)}
     expected = torch_predict(module, names)(feeds)
     actual = onnxruntime_predict(model)(feeds)
-    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
-    diff = float(np.max(np.abs(actual - expected))) if expected.size else 0.0
-    if actual.shape != expected.shape or diff > EXPORT_TOLERANCE * max(scale, 1e-12):
+    if actual.shape != expected.shape:
+        raise ConversionError(f"the exported ONNX graph gives outputs of shape {actual.shape}, the module "
+                              f"{expected.shape}")
+    scale = max(float(np.max(np.abs(expected))) if expected.size else 0.0, 1e-12)
+    per_input = np.abs(actual - expected).reshape(len(expected), -1).max(axis=1)
+    differing = int(np.sum(per_input > EXPORT_TOLERANCE * scale))
+    if differing * 2 > len(per_input):
         raise ConversionError(
-            f"the exported ONNX graph does not compute what the module computes (max |diff| {diff:.3g} of max "
-            f"|output| {scale:.3g}): something in forward is invisible to the exporter, typically a `.data` "
-            "assignment such as `input.data = sign(input.data)`, which drops the activation sign from the graph. "
-            "Binarize with a function of the tensor instead (torch.sign in an autograd.Function)")
+            f"the exported ONNX graph does not compute what the module computes ({differing} of {len(per_input)} "
+            f"inputs differ, by up to {float(per_input.max()):.3g} of max |output| {scale:.3g}): something in "
+            "forward is invisible to the exporter, such as a Python number computed from a tensor (frozen at its "
+            "example value) or an in-place write the tracer does not record")
 
 
 def torch_to_float_onnx(module: Any, example_input: Any, exporter: str = "dynamo") \
