@@ -3,12 +3,15 @@
 // (vpshufb), accumulated per byte and widened with vpsadbw before a byte could overflow.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "bgemm.h"
 
 namespace bnn2onnx {
 namespace {
 
 constexpr int64_t kRows = 2, kCols = 4;
+constexpr int64_t kPanelBytes = 16 * 1024;
 // A byte gains at most 8 per step, so 31 steps fit before it must be widened.
 constexpr int64_t kMaxByteSteps = 31;
 
@@ -90,12 +93,21 @@ void RowBlock(const Word* a, int64_t a_stride, const Word* b, int64_t b_stride, 
 
 void BinaryGemm2x4Avx2(const Word* a, int64_t a_stride, int64_t m, const Word* b, int64_t b_stride, int64_t n,
                        int64_t words, int32_t* counts, int64_t counts_stride) {
-  int64_t i = 0;
-  for (; i + kRows <= m; i += kRows) {
-    RowBlock<kRows>(a + i * a_stride, a_stride, b, b_stride, n, words, counts + i * counts_stride, counts_stride);
+  // Columns in panels of about 16 KiB of B, so that a panel stays in L1 while every row pair of A passes over it
+  // (streaming all of B per row pair would read it from L2 each time).
+  const int64_t panel = std::max<int64_t>(kCols, (kPanelBytes / (words * int64_t{sizeof(Word)})) / kCols * kCols);
+  for (int64_t j = 0; j < n; j += panel) {
+    const int64_t cols = std::min(panel, n - j);
+    int64_t i = 0;
+    for (; i + kRows <= m; i += kRows) {
+      RowBlock<kRows>(a + i * a_stride, a_stride, b + j * b_stride, b_stride, cols, words,
+                      counts + i * counts_stride + j, counts_stride);
+    }
+    for (; i < m; ++i) {
+      RowBlock<1>(a + i * a_stride, a_stride, b + j * b_stride, b_stride, cols, words, counts + i * counts_stride + j,
+                  counts_stride);
+    }
   }
-  for (; i < m; ++i) RowBlock<1>(a + i * a_stride, a_stride, b, b_stride, n, words, counts + i * counts_stride,
-                                 counts_stride);
 }
 
 }  // namespace bnn2onnx

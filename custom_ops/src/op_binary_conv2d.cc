@@ -213,6 +213,9 @@ class BinaryConv2D {
     const int64_t out_per_group = out_c / g.group;
     const int32_t full_field = static_cast<int32_t>(taps * g.channels_per_group);
     const BinaryGemmFn gemm = layer_.gemm();
+    // With one group, no dilation and whole-pixel taps, a kernel row reads kernel_w pixels that lie back to back.
+    const bool kernel_rows_contiguous = g.group == 1 && g.dilation_w == 1 && in.pixel_stride == tap_words;
+    const int64_t kernel_row_words = f.kernel_w * tap_words;
 
     ParallelFor(ctx, static_cast<size_t>(batch * out_h), [&](size_t task) {
       const int64_t n = static_cast<int64_t>(task) / out_h;
@@ -226,6 +229,16 @@ class BinaryConv2D {
         std::fill(rows.begin(), rows.end(), Word{0});  // padded taps (+1) and the alignment tail
         for (int64_t ow = 0; ow < out_w; ++ow) {
           Word* row = rows.data() + ow * row_words;
+          if (kernel_rows_contiguous && InsideInput(f, oh, ow, height, width)) {
+            // Each kernel row's taps are consecutive pixels, stored back to back: one run of words per row.
+            const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
+            for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
+              const Word* src = in.base + ((n * height + top + kh) * width + left) * in.pixel_stride;
+              Word* dst = row + kh * kernel_row_words;
+              for (int64_t i = 0; i < kernel_row_words; ++i) dst[i] = src[i];
+            }
+            continue;
+          }
           for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
             const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
             if (ih < 0 || ih >= height) continue;
@@ -259,23 +272,27 @@ class BinaryConv2D {
         }
       } else {
         for (int64_t o = 0; o < out_c; ++o) {
-          float* dst = y_float + ((n * out_c + o) * out_h + oh) * out_w;
-          const int32_t* row = acc.data() + o * out_w;
-          for (int64_t ow = 0; ow < out_w; ++ow) dst[ow] = params.FloatValue(o, row[ow]);
+          params.WriteChannelFloats(o, acc.data() + o * out_w, out_w, y_float + ((n * out_c + o) * out_h + oh) * out_w);
         }
       }
     });
+  }
+
+  // Whether every tap of output pixel (oh, ow) reads inside the input (no padding involved).
+  bool InsideInput(const PackedFilter& f, int64_t oh, int64_t ow, int64_t height, int64_t width) const {
+    const ConvGeometry& g = geometry_;
+    const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
+    return top >= 0 && left >= 0 && top + (f.kernel_h - 1) * g.dilation_h < height &&
+           left + (f.kernel_w - 1) * g.dilation_w < width;
   }
 
   // Zero padding: a padded tap was counted as +1 input; take away what +1 contributes there.
   // acc points at this pixel's first channel; channels are channel_step apart.
   void SubtractPaddedTaps(const PackedFilter& f, int64_t oh, int64_t ow, int64_t height, int64_t width,
                           int32_t* acc, int64_t channel_step) const {
+    if (InsideInput(f, oh, ow, height, width)) return;
     const ConvGeometry& g = geometry_;
     const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
-    const bool inside = top >= 0 && left >= 0 && top + (f.kernel_h - 1) * g.dilation_h < height &&
-                        left + (f.kernel_w - 1) * g.dilation_w < width;
-    if (inside) return;
     const int64_t taps = f.Taps();
     for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
       const int64_t ih = top + kh * g.dilation_h;

@@ -2,6 +2,7 @@
 // integer +-1 dot product `acc` of an output channel into either a float or one packed bit.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -35,6 +36,17 @@ class OutputParams {
   float FloatValue(int64_t o, int32_t acc) const {
     const float y = static_cast<float>(acc) * multiplier_[o] + bias_[o];
     return spec_.relu && y < 0.0f ? 0.0f : y;
+  }
+
+  // FloatValue for `count` accumulators of one channel o, written to dst[0:count]: the channel's constants are
+  // read once, so the loop vectorizes.
+  void WriteChannelFloats(int64_t o, const int32_t* acc, int64_t count, float* dst) const {
+    const float multiplier = multiplier_[o], bias = bias_[o];
+    if (spec_.relu) {
+      for (int64_t i = 0; i < count; ++i) dst[i] = std::max(static_cast<float>(acc[i]) * multiplier + bias, 0.0f);
+    } else {
+      for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<float>(acc[i]) * multiplier + bias;
+    }
   }
 
   // Packed mode: +1 (bit 0) iff direction[o] * acc >= threshold[o]; otherwise -1 (bit 1).
