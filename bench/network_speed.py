@@ -55,8 +55,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
-    import larq_zoo
     from keras_models import randomize_batch_norms  # first: sets up legacy Keras for larq
+
+    # isort: split
+    import larq_zoo
 
     import bnn2onnx
     from bnn2onnx.converter import convert_with_report
@@ -66,8 +68,8 @@ def main() -> None:
         model = randomize_batch_norms(factory(weights=None, input_shape=(224, 224, 3)))
         result = convert_with_report(model, verify_result=False)
         x = np.random.default_rng(0).standard_normal((1, 224, 224, 3)).astype(np.float32)
-        line = [f"{name}: float ONNX {result.float_bytes / 2**20:.1f} MiB, "
-                f"bnn2onnx {result.converted_bytes / 2**20:.2f} MiB"]
+        line = [(f"{name}: float ONNX {result.float_bytes / 2**20:.1f} MiB, "
+                 f"bnn2onnx {result.converted_bytes / 2**20:.2f} MiB")]
         for threads in (1, 2):
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
