@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def save_model(name: str, path: Path) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
-    import larq_zoo
     from keras_models import randomize_batch_norms  # first: it sets up legacy Keras for larq
+
+    # isort: split
+    import larq_zoo
 
     factory = getattr(larq_zoo.literature, name, None) or getattr(larq_zoo.sota, name)
     randomize_batch_norms(factory(weights=None, input_shape=(224, 224, 3))).save(path)

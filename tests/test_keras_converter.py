@@ -89,7 +89,7 @@ def test_converted_model_validates_and_declares_custom_op_shapes() -> None:
 @pytest.mark.parametrize("name", ["QuickNet", "QuickNetSmall", "BiRealNet", "BinaryAlexNet", "XNORNet",
                                   "BinaryDenseNet28"])
 def test_larq_zoo_model_converts_every_binary_layer_and_agrees(name: str) -> None:
-    import larq_zoo
+    import larq_zoo  # keras_models, imported above, has set up legacy Keras for larq
     from keras_models import randomize_batch_norms
 
     factory = getattr(larq_zoo.literature, name, None) or getattr(larq_zoo.sota, name)
