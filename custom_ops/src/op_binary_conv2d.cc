@@ -233,7 +233,7 @@ class BinaryConv2D {
             // Each kernel row's taps are consecutive pixels, stored back to back: one run of words per row.
             const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
             for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
-              const Word* src = in.base + ((n * height + top + kh) * width + left) * in.pixel_stride;
+              const Word* src = in.base + ((n * height + top + kh * g.dilation_h) * width + left) * in.pixel_stride;
               Word* dst = row + kh * kernel_row_words;
               for (int64_t i = 0; i < kernel_row_words; ++i) dst[i] = src[i];
             }
