@@ -4,23 +4,29 @@
 
 namespace bnn2onnx {
 namespace {
-// Pixels packed per block: the block's words stay in L1 while all channels of the word are read row by row.
-constexpr int64_t kPixelBlock = 256;
+// Pixels packed together: their words are built in registers while the word's channels are read (each channel's
+// few consecutive floats share a cache line with the next group's), then stored once.
+constexpr int64_t kPixelLanes = 8;
 }  // namespace
 
 void PackChannels(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin, int64_t p_end,
                   Word* out, int64_t out_stride, int64_t out_offset) {
-  Word block[kPixelBlock];
-  for (int64_t p0 = p_begin; p0 < p_end; p0 += kPixelBlock) {
-    const int64_t n = std::min(kPixelBlock, p_end - p0);
-    for (int64_t w = 0; w < WordsFor(count); ++w) {
-      std::fill(block, block + n, Word{0});
-      const int64_t bits = std::min(kWordBits, count - w * kWordBits);
+  for (int64_t w = 0; w < WordsFor(count); ++w) {
+    const int64_t bits = std::min(kWordBits, count - w * kWordBits);
+    const float* first = x + (c_begin + w * kWordBits) * pixels;
+    int64_t p = p_begin;
+    for (; p + kPixelLanes <= p_end; p += kPixelLanes) {
+      Word lanes[kPixelLanes] = {};
       for (int64_t b = 0; b < bits; ++b) {
-        const float* row = x + (c_begin + w * kWordBits + b) * pixels + p0;
-        for (int64_t i = 0; i < n; ++i) block[i] |= SignBit(row[i]) << b;
+        const float* row = first + b * pixels + p;
+        for (int64_t l = 0; l < kPixelLanes; ++l) lanes[l] |= SignBit(row[l]) << b;
       }
-      for (int64_t i = 0; i < n; ++i) out[(p0 + i) * out_stride + out_offset + w] = block[i];
+      for (int64_t l = 0; l < kPixelLanes; ++l) out[(p + l) * out_stride + out_offset + w] = lanes[l];
+    }
+    for (; p < p_end; ++p) {
+      Word word = 0;
+      for (int64_t b = 0; b < bits; ++b) word |= SignBit(first[b * pixels + p]) << b;
+      out[p * out_stride + out_offset + w] = word;
     }
   }
 }
