@@ -87,7 +87,8 @@ def load_source(source: Any, progress: Progress, example_input: Any = None, expo
     elif isinstance(source, keras.tensorflow_for_larq().keras.Model):
         model = source
     else:
-        raise ConversionError(f"unsupported source {type(source).__name__}: give a Keras model or its file")
+        raise ConversionError(f"unsupported source {type(source).__name__}: give a Keras or PyTorch model, or a "
+                              "model file (.h5, .keras, SavedModel directory, .pt2, .onnx)")
     progress("exporting float ONNX (tf2onnx)")
     # Quantizing kernels in place leaves the model computing exactly what it computed before (the quantizer
     # is idempotent on its own output), so it still serves as the reference for verification.
