@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -23,3 +25,9 @@ def test_digits_demo_converts_and_agrees_with_keras(tmp_path: Path) -> None:
 def test_binary_layers_demo_agrees_with_reference() -> None:
     lines = [line for line in run_example("binary_layers_demo.py").splitlines() if "thread(s)" in line]
     assert len(lines) == 2 and all("argmax agreement 100%" in line for line in lines), lines
+
+
+def test_pytorch_digits_demo_agrees_with_pytorch_through_both_exporters() -> None:
+    pytest.importorskip("torch")
+    lines = [line for line in run_example("pytorch_digits_demo.py").splitlines() if "exporter:" in line]
+    assert len(lines) == 2 and all("prediction agreement 100.00%" in line for line in lines), lines
