@@ -21,7 +21,7 @@ from torch import nn
 import bnn2onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "models"))
-from train_digits_bnn import digits_split  # (the Keras demo's data split, images NHWC in [-1, 1])
+from train_digits_bnn import digits_split  # the Keras demo's data split: NHWC images in [-1, 1]
 
 
 class SignSTE(torch.autograd.Function):
