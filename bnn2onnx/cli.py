@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bnn2onnx.errors import ConversionError, first_line
+from bnn2onnx.frontends.onnx_float import read_onnx
 
 if TYPE_CHECKING:
     from bnn2onnx.converter import ConversionResult
@@ -47,15 +48,6 @@ def _load_inputs(path: str | None) -> np.ndarray | None:
         return np.load(path)
     except (OSError, ValueError) as error:
         raise ConversionError(f"{path}: cannot read as a .npy array: {error}") from error
-
-
-def _load_onnx(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such file")
-    try:
-        return onnx.load(path)
-    except Exception as error:  # protobuf raises its own types for corrupt files
-        raise ConversionError(f"{path}: not a readable ONNX model: {error}") from error
 
 
 def write_atomically(model: onnx.ModelProto, path: Path) -> None:
@@ -121,7 +113,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from bnn2onnx.converter import feeds_from_array, load_source, random_inputs
     from bnn2onnx.verification import verify
 
-    converted = _load_onnx(Path(args.converted))
+    converted = read_onnx(Path(args.converted))
     with _stage_display() as progress:
         source = load_source(args.source, progress)
         inputs = _load_inputs(args.inputs)
@@ -137,7 +129,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from bnn2onnx.inspect_model import layer_rows
 
     path = Path(args.model)
-    rows = layer_rows(_load_onnx(path))
+    rows = layer_rows(read_onnx(path))
     table = Table(title=f"{path.name}")
     for column in ("layer", "op", "output shape", "1-bit params", "32-bit params", "1-bit MACs", "32-bit MACs",
                    "memory"):
@@ -158,7 +150,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from bnn2onnx.converter import random_inputs
 
     path = Path(args.model)
-    feeds = random_inputs(_load_onnx(path), args.batch, seed=0)
+    feeds = random_inputs(read_onnx(path), args.batch, seed=0)
     profile_runs = max(10, args.runs // 5)
     with _stage_display() as progress:
         progress(f"timing {args.runs} runs")

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from bnn2onnx.errors import ConversionError
-from bnn2onnx.frontends import pytorch
+from bnn2onnx.frontends import onnx_float, pytorch
 from bnn2onnx.ops import schema
 from bnn2onnx.passes import PipelineReport, optimize
 from bnn2onnx.verification import SourceValues, Verification, verify, zero_sign_tensors
@@ -63,8 +63,6 @@ def load_source(source: Any, progress: Progress, example_input: Any = None, expo
     a Keras/Larq file or directory, or a tf.keras Model object."""
     suffix = Path(source).suffix.lower() if isinstance(source, (str, Path)) else ""
     if suffix == ".onnx":
-        from bnn2onnx.frontends import onnx_float
-
         progress("loading ONNX")
         float_model = onnx_float.load_float_onnx(source)
         predict = onnx_float.onnxruntime_predict(float_model)

@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from cli_runner import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "models" / "digits_bnn.h5"
-CLI = Path(sys.executable).parent / "bnn2onnx"
-
-
-def bnn2onnx(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=600,
-                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("cli") / "digits.onnx"
-    return out, bnn2onnx("convert", str(DEMO), "-o", str(out))
+    return out, run_cli("convert", str(DEMO), "-o", str(out))
 
 
 def test_convert_reports_layers_sizes_and_verification(converted) -> None:
@@ -41,7 +35,7 @@ def test_verify_accepts_the_converted_model_on_a_user_batch(converted, tmp_path:
     out, _ = converted
     batch = tmp_path / "batch.npy"
     np.save(batch, np.random.default_rng(3).uniform(-1, 1, (20, 8, 8, 1)).astype(np.float32))
-    result = bnn2onnx("verify", str(DEMO), str(out), "--inputs", str(batch))
+    result = run_cli("verify", str(DEMO), str(out), "--inputs", str(batch))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verification: agree" in result.stdout and "on 20 inputs" in result.stdout
 
@@ -54,7 +48,7 @@ def test_inspect_totals_match_larq_summary(converted) -> None:
     from larq.models import ModelProfile
 
     out, _ = converted
-    result = bnn2onnx("inspect", str(out))
+    result = run_cli("inspect", str(out))
     assert result.returncode == 0 and "total" in result.stdout, result.stderr
     keras_model = load_keras_model(DEMO)
     profile = ModelProfile(keras_model)
@@ -74,7 +68,7 @@ def test_inspect_totals_match_larq_summary(converted) -> None:
 
 def test_bench_prints_percentiles_and_node_profile(converted) -> None:
     out, _ = converted
-    result = bnn2onnx("bench", str(out), "--runs", "20", "--batch", "4", "--top", "3")
+    result = run_cli("bench", str(out), "--runs", "20", "--batch", "4", "--top", "3")
     assert result.returncode == 0, result.stderr
     assert "p50" in result.stdout and "p99" in result.stdout and "BinaryConv2D" in result.stdout
 
@@ -113,7 +107,7 @@ def test_bad_input_gives_one_line_error_and_writes_nothing(case: str, tmp_path: 
     elif case == "bad_output_name":
         output = tmp_path / "out.txt"
         source = DEMO
-    result = bnn2onnx("convert", str(source), "-o", str(output))
+    result = run_cli("convert", str(source), "-o", str(output))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bnn2onnx: error:") and expected in lines[0], result.stderr

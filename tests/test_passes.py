@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 import onnx
+from cli_runner import run_cli
 from onnx import TensorProto, helper, numpy_helper
 from ort_helpers import run
 
@@ -123,19 +124,13 @@ def test_residual_reader_keeps_the_float_output() -> None:
 
 
 def test_cli_converts_a_float_onnx_file_and_verifies_against_onnxruntime(tmp_path) -> None:
-    import subprocess
-    import sys
-    from pathlib import Path
-
     weights = RNG.choice([-1.0, 1.0], (16, 8, 3, 3)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w0"], ["stem"], pads=[1, 1, 1, 1])] + where_binarizer("stem", "s") + [
         helper.make_node("Conv", ["s", "w"], ["y"], pads=[1, 1, 1, 1])]
     source = model(nodes, {**SIGN_CONSTANTS, "w0": RNG.standard_normal((8, 3, 3, 3)).astype(np.float32),
                            "w": weights}, ["n", 3, 8, 8])
     onnx.save(source, tmp_path / "float.onnx")
-    cli = Path(sys.executable).parent / "bnn2onnx"
-    result = subprocess.run([str(cli), "convert", str(tmp_path / "float.onnx"), "-o", str(tmp_path / "b.onnx")],
-                            capture_output=True, text=True, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    result = run_cli("convert", str(tmp_path / "float.onnx"), "-o", str(tmp_path / "b.onnx"))
     assert result.returncode == 0, result.stderr
     assert "verification: agree" in result.stdout and "1 binary layers" in result.stdout
     converted = onnx.load(tmp_path / "b.onnx")

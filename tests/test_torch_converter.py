@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,19 +12,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import torch_models as tm
+from cli_runner import run_cli
 from ort_helpers import run
 from torch import nn
 
 from bnn2onnx import convert, convert_with_report
 from bnn2onnx.errors import ConversionError
 
-CLI = Path(sys.executable).parent / "bnn2onnx"
 TOLERANCE = 1e-3  # of the largest logit, as the converter's own verification
-
-
-def bnn2onnx_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=900,
-                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
 def ill_conditioned(module: nn.Module, x: np.ndarray, tolerance: float) -> bool:
@@ -196,7 +189,7 @@ def test_brevitas_qonnx_converts_and_matches_brevitas(tmp_path: Path) -> None:
     export_qonnx(module, torch.randn(1, 3, 16, 16), export_path=str(path))
     assert any(n.op_type == "BipolarQuant" for n in onnx.load(path).graph.node)
     out = tmp_path / "converted.onnx"
-    cli = bnn2onnx_cli("convert", str(path), "-o", str(out))
+    cli = run_cli("convert", str(path), "-o", str(out))
     assert cli.returncode == 0, cli.stderr
     assert "3 binary layers" in cli.stdout and "verification: agree" in cli.stdout
     model = onnx.load(out)
@@ -229,7 +222,7 @@ def test_float_onnx_with_where_binarizers_converts_through_the_cli(tmp_path: Pat
     torch.onnx.export(tm.trained_looking(WhereNet(), seed=9), (torch.randn(2, 3, 16, 16),), str(path),
                       dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
     out = tmp_path / "converted.onnx"
-    cli = bnn2onnx_cli("convert", str(path), "-o", str(out))
+    cli = run_cli("convert", str(path), "-o", str(out))
     assert cli.returncode == 0, cli.stderr
     assert "1 binary layers" in cli.stdout and "verification: agree" in cli.stdout
     source, model = onnx.load(path), onnx.load(out)
@@ -247,7 +240,7 @@ def test_saved_torch_export_program_converts_through_the_cli(tmp_path: Path) -> 
     path = tmp_path / "vgg.pt2"
     torch.export.save(program, str(path))
     out = tmp_path / "vgg.onnx"
-    cli = bnn2onnx_cli("convert", str(path), "-o", str(out))
+    cli = run_cli("convert", str(path), "-o", str(out))
     assert cli.returncode == 0, cli.stderr
     assert "7 binary layers" in cli.stdout and "verification: agree" in cli.stdout
     assert_matches_torch(module, onnx.load(out), (3, 32, 32), seed=12)
@@ -260,6 +253,6 @@ def test_bad_pytorch_inputs_give_one_line_errors(tmp_path: Path) -> None:
         convert(tm.VggBinaryNet(), torch.randn(1, 3, 32, 32), exporter="jit")
     corrupt = tmp_path / "broken.pt2"
     corrupt.write_bytes(b"not a zip archive")
-    cli = bnn2onnx_cli("convert", str(corrupt), "-o", str(tmp_path / "out.onnx"))
+    cli = run_cli("convert", str(corrupt), "-o", str(tmp_path / "out.onnx"))
     assert cli.returncode == 2 and cli.stderr.startswith("bnn2onnx: error: ") and cli.stderr.count("\n") == 1
     assert "not a torch.export program" in cli.stderr and not (tmp_path / "out.onnx").exists()

@@ -16,14 +16,19 @@ from bnn2onnx.ops import schema
 from bnn2onnx.runtime import run_batched
 
 
-def load_float_onnx(path: str | Path) -> onnx.ModelProto:
+def read_onnx(path: str | Path) -> onnx.ModelProto:
+    """An .onnx file, or a one-line error for a missing or unreadable one."""
     path = Path(path)
     if not path.is_file():
         raise ConversionError(f"{path}: no such file")
     try:
-        model = onnx.load(path)
+        return onnx.load(path)
     except Exception as error:  # protobuf raises its own types
         raise ConversionError(f"{path}: not a valid ONNX model: {first_line(error)}") from error
+
+
+def load_float_onnx(path: str | Path) -> onnx.ModelProto:
+    model = read_onnx(path)
     if any(node.domain == schema.DOMAIN for node in model.graph.node):
         raise ConversionError(f"{path}: already contains bnn2onnx ops; give the float model")
     return lower_qonnx(model) if is_qonnx(model) else model
