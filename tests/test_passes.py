@@ -137,3 +137,26 @@ def test_cli_converts_a_float_onnx_file_and_verifies_against_onnxruntime(tmp_pat
     x = RNG.standard_normal((4, 3, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(run(converted, {"x": x}), run(source, {"x": x}, custom_ops=False), rtol=1e-5,
                                atol=1e-4)
+
+
+def test_verification_separates_export_ties_from_converter_errors() -> None:
+    """When the converted model computes what the float ONNX computes, a source that differs from that float ONNX
+    on a minority of inputs (its framework rounding a sign tie the other way) is reported as such and passes;
+    a source that differs on most inputs (a broken export) does not."""
+    from bnn2onnx.verification import verify
+
+    weights = RNG.choice([-1.0, 1.0], (8, 8, 3, 3)).astype(np.float32)
+    nodes = where_binarizer("x", "s") + [helper.make_node("Conv", ["s", "w"], ["y"], pads=[1, 1, 1, 1])]
+    source = model(nodes, {**SIGN_CONSTANTS, "w": weights}, ["n", 8, 5, 5])
+    converted, _ = optimize(source)
+    feeds = {"x": RNG.standard_normal((8, 8, 5, 5)).astype(np.float32)}
+    exported = run(source, feeds, custom_ops=False)
+    one_input_off = exported.copy()
+    one_input_off[3] += 1.0
+    result = verify(one_input_off, source, converted, feeds, zero_sign_inputs=[])
+    assert result.passed and result.export_differences == 1
+    assert "where the source and its own float ONNX disagree (1 of 8 inputs" in result.summary()
+    most_inputs_off = exported.copy()
+    most_inputs_off[:5] += 1.0
+    result = verify(most_inputs_off, source, converted, feeds, zero_sign_inputs=[])
+    assert not result.passed and result.export_differences == 5

@@ -26,6 +26,7 @@ import onnx
 
 from bnn2onnx.errors import ConversionError, first_line
 from bnn2onnx.frontends.onnx_float import onnxruntime_predict
+from bnn2onnx.verification import compare_outputs, differing_inputs
 
 EXPORTERS = ("dynamo", "legacy")
 # The exported graph must reproduce the module to this relative tolerance (float reassociation only), on the
@@ -192,13 +193,12 @@ def _check_export(module: Any, model: onnx.ModelProto, inputs: tuple, names: lis
     if actual.shape != expected.shape:
         raise ConversionError(f"the exported ONNX graph gives outputs of shape {actual.shape}, the module "
                               f"{expected.shape}")
-    scale = max(float(np.max(np.abs(expected))) if expected.size else 0.0, 1e-12)
-    per_input = np.abs(actual - expected).reshape(len(expected), -1).max(axis=1)
-    differing = int(np.sum(per_input > EXPORT_TOLERANCE * scale))
-    if differing * 2 > len(per_input):
+    differing = differing_inputs(expected, actual, EXPORT_TOLERANCE)
+    if differing * 2 > len(expected):
+        diff, scale, _ = compare_outputs(expected, actual)
         raise ConversionError(
-            f"the exported ONNX graph does not compute what the module computes ({differing} of {len(per_input)} "
-            f"inputs differ, by up to {float(per_input.max()):.3g} of max |output| {scale:.3g}): something in "
+            f"the exported ONNX graph does not compute what the module computes ({differing} of {len(expected)} "
+            f"inputs differ, by up to {diff:.3g} of max |output| {scale:.3g}): something in "
             "forward is invisible to the exporter, such as a Python number computed from a tensor (frozen at its "
             "example value) or an in-place write the tracer does not record")
 
