@@ -51,13 +51,12 @@ def inference_session(model: str | Path | bytes | onnx.ModelProto, intra_op_num_
                                 providers=["CPUExecutionProvider"])
 
 
-def run_batched(session: ort.InferenceSession, feeds: dict[str, np.ndarray],
-                output_names: list[str] | None = None) -> list[np.ndarray]:
+def run_batched(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """session.run over a batch of any size: a model exported with a fixed batch (QONNX from Brevitas, say) runs
     chunk by chunk, and the outputs are concatenated."""
     fixed = {i.shape[0] for i in session.get_inputs() if i.shape and isinstance(i.shape[0], int)}
     total = len(next(iter(feeds.values()))) if feeds else 0
     if len(fixed) != 1 or total == (step := fixed.pop()) or step <= 0 or total % step:
-        return session.run(output_names, feeds)
-    chunks = [session.run(output_names, {k: v[i:i + step] for k, v in feeds.items()}) for i in range(0, total, step)]
+        return session.run(None, feeds)
+    chunks = [session.run(None, {k: v[i:i + step] for k, v in feeds.items()}) for i in range(0, total, step)]
     return [np.concatenate(parts) for parts in zip(*chunks)]

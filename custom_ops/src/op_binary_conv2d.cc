@@ -213,7 +213,8 @@ class BinaryConv2D {
     const int64_t out_per_group = out_c / g.group;
     const int32_t full_field = static_cast<int32_t>(taps * g.channels_per_group);
     const BinaryGemmFn gemm = layer_.gemm();
-    // With one group, no dilation and whole-pixel taps, a kernel row reads kernel_w pixels that lie back to back.
+    // With one group, no horizontal dilation and whole-pixel taps, a kernel row reads kernel_w pixels that lie
+    // back to back.
     const bool kernel_rows_contiguous = g.group == 1 && g.dilation_w == 1 && in.pixel_stride == tap_words;
     const int64_t kernel_row_words = f.kernel_w * tap_words;
 
