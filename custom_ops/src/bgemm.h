@@ -1,6 +1,10 @@
 // The binary GEMM shared by BinaryConv2D and BinaryDense: counts of differing bits between every row of A and
-// every row of B, i.e. popcount(a_i xor b_j); the +-1 dot product is then bits - 2 * count.
-// A portable implementation and an AVX2 one (2x4 register tiles), chosen per kernel by SelectIsa.
+// every column of B, i.e. popcount(a_i xor b_j); the +-1 dot product is then bits - 2 * count.
+//
+// A is row-major (any stride); B is stored in panels of kPanelLanes columns, word-interleaved, so that a kernel
+// loads one word of 16 columns as one vector and xors it with one broadcast word of A: every vector lane is an
+// output, so there is no horizontal reduction and no padding of the reduction length. Kernels: portable, AVX2
+// (nibble-lookup popcount), AVX-512 (vpopcntd), chosen per kernel by SelectIsa.
 #pragma once
 
 #include <cstdint>
@@ -9,28 +13,40 @@
 
 namespace bnn2onnx {
 
-// Rows are padded with zero words to a multiple of this (256 bits): zero xor zero adds nothing, and the AVX2
-// kernel then needs no tail handling.
-constexpr int64_t kGemmWordAlign = 8;
+constexpr int64_t kPanelLanes = 16;
 
-constexpr int64_t GemmWords(int64_t words) { return (words + kGemmWordAlign - 1) / kGemmWordAlign * kGemmWordAlign; }
+// Words of a panel-layout B with n columns of `words` words: panel q holds columns [16q, 16q + 16), word k of
+// column j at [(j / 16) * words * 16 + k * 16 + j % 16]; lanes past n are zero.
+constexpr int64_t PanelWords(int64_t n, int64_t words) {
+  return (n + kPanelLanes - 1) / kPanelLanes * words * kPanelLanes;
+}
 
-// counts[i * counts_stride + j] = popcount(a[i * a_stride + k] xor b[j * b_stride + k] for k < words),
-// for i < m, j < n. `words` is a multiple of kGemmWordAlign; exactly those words of each row are read.
-using BinaryGemmFn = void (*)(const Word* a, int64_t a_stride, int64_t m, const Word* b, int64_t b_stride,
-                              int64_t n, int64_t words, int32_t* counts, int64_t counts_stride);
+// Where word 0 of column j lives in a panel-layout B (word k is kPanelLanes further per k).
+constexpr int64_t PanelOffset(int64_t j, int64_t words) {
+  return j / kPanelLanes * words * kPanelLanes + j % kPanelLanes;
+}
 
-void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t m, const Word* b, int64_t b_stride, int64_t n,
-                        int64_t words, int32_t* counts, int64_t counts_stride);
-#if defined(BNN2ONNX_HAVE_AVX2)
-void BinaryGemm2x4Avx2(const Word* a, int64_t a_stride, int64_t m, const Word* b, int64_t b_stride, int64_t n,
-                       int64_t words, int32_t* counts, int64_t counts_stride);
+// Writes the n rows (`stride` words apart, `words` words each) into `panels` (PanelWords(n, words) words).
+void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word* panels);
+
+// counts[i * counts_stride + j] = popcount(a[i * a_stride + k] xor b_j[k] for k < words), i < m, j < n, with b
+// in panel layout. Only those counts are written; the zero lanes of B's last panel are never stored.
+using BinaryGemmFn = void (*)(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n,
+                              int64_t words, int32_t* counts, int64_t counts_stride);
+
+void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
+                        int32_t* counts, int64_t counts_stride);
+#if defined(BNN2ONNX_HAVE_X86_KERNELS)
+void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
+                    int32_t* counts, int64_t counts_stride);
+void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
+                      int32_t* counts, int64_t counts_stride);
 #endif
 
-enum class Isa { kPortable, kAvx2 };
+enum class Isa { kPortable, kAvx2, kAvx512 };
 
-// The best implementation for this CPU; BNN2ONNX_ISA=portable forces the portable one (the tests run both
-// against the reference on every machine).
+// The best implementation this CPU runs. BNN2ONNX_ISA=portable|avx2 caps the choice (the tests run every kernel
+// the machine has against the reference).
 Isa SelectIsa();
 BinaryGemmFn BinaryGemmFor(Isa isa);
 

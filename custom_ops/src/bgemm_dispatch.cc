@@ -5,21 +5,41 @@
 
 namespace bnn2onnx {
 
+void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word* panels) {
+  for (int64_t i = 0; i < PanelWords(n, words); ++i) panels[i] = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    Word* column = panels + PanelOffset(j, words);
+    for (int64_t k = 0; k < words; ++k) column[k * kPanelLanes] = rows[j * stride + k];
+  }
+}
+
 Isa SelectIsa() {
-  const char* forced = std::getenv("BNN2ONNX_ISA");
-  if (forced != nullptr && std::strcmp(forced, "portable") == 0) return Isa::kPortable;
-#if defined(BNN2ONNX_HAVE_AVX2)
+  const char* cap = std::getenv("BNN2ONNX_ISA");
+  const bool portable_only = cap != nullptr && std::strcmp(cap, "portable") == 0;
+  const bool avx2_at_most = cap != nullptr && std::strcmp(cap, "avx2") == 0;
+  if (portable_only) return Isa::kPortable;
+#if defined(BNN2ONNX_HAVE_X86_KERNELS)
+  if (!avx2_at_most && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq")) {
+    return Isa::kAvx512;
+  }
   if (__builtin_cpu_supports("avx2")) return Isa::kAvx2;
+#else
+  (void)avx2_at_most;
 #endif
   return Isa::kPortable;
 }
 
 BinaryGemmFn BinaryGemmFor(Isa isa) {
-#if defined(BNN2ONNX_HAVE_AVX2)
-  if (isa == Isa::kAvx2) return BinaryGemm2x4Avx2;
+  switch (isa) {
+#if defined(BNN2ONNX_HAVE_X86_KERNELS)
+    case Isa::kAvx512:
+      return BinaryGemmAvx512;
+    case Isa::kAvx2:
+      return BinaryGemmAvx2;
 #endif
-  (void)isa;
-  return BinaryGemmPortable;
+    default:
+      return BinaryGemmPortable;
+  }
 }
 
 }  // namespace bnn2onnx

@@ -1,9 +1,12 @@
 // BinaryConv2D (docs/ops.md): a 2-D convolution of +-1 activations with +-1 weights by xor/popcount.
 //
-// Per output row and group, each pixel's receptive field is gathered into one packed row (padded taps as +1,
-// i.e. zero words; the row padded with zero words to the GEMM's alignment), and the binary GEMM counts the
-// differing bits against every filter of the group. One padding is then already exact; zero padding subtracts,
-// at border pixels, what a +1 input would have contributed at each padded tap (precomputed per filter tap).
+// Each output pixel's receptive field (per group) is gathered into one packed field of KH*KW taps (padded taps
+// as +1, i.e. zero words), and the binary GEMM counts the differing bits against every filter of the group.
+// Float output (NCHW) computes counts[filter][pixel]: filters are the GEMM's row-major side and the fields its
+// panel side, so a vector lane is a pixel and each channel's row is stored contiguously. Packed output (NHWC)
+// computes counts[pixel][filter]: fields are the rows and the filters, prepared once, the panels. One padding is
+// then already exact; zero padding subtracts, at border pixels, what a +1 input would have contributed at each
+// padded tap (precomputed per filter tap).
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -50,17 +53,18 @@ ConvGeometry ReadGeometry(const Attributes& attributes) {
   return g;
 }
 
-// The packed filter plus, per filter tap, what a tap of all-+1 input contributes: Cg - 2 * popcount(w_tap).
+// The packed filter in the GEMM layout of the output mode, plus, per filter tap, what a tap of all-+1 input
+// contributes: Cg - 2 * popcount(w_tap).
 struct PackedFilter {
   int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
-  int64_t row_words = 0;         // GemmWords(KH * KW * words_per_group)
-  std::vector<Word> bits;        // [O, row_words]: [KH, KW, words_per_group] then zero words
+  int64_t field_words = 0;       // KH * KW * words_per_group
+  std::vector<Word> bits;        // float output: rows [O, field_words]; packed output: per group, its filters' panels
   std::vector<int32_t> tap_sum;  // [O, KH * KW]
 
   int64_t Taps() const { return kernel_h * kernel_w; }
 };
 
-PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
+PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g, OutputMode mode) {
   CheckType(w, "weights (input 1)", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
   CheckRank(w, "weights (input 1)", 4);
   PackedFilter f;
@@ -82,21 +86,31 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
   Check(TailBitsClear(w.As<Word>(), rows, g.words_per_group, g.channels_per_group),
         "weights (input 1) have bits set beyond channels_in/group=", g.channels_per_group,
         " in a tap's last word; padding bits must be 0");
-  const int64_t filter_words = f.Taps() * g.words_per_group;
-  f.row_words = GemmWords(filter_words);
-  f.bits.assign(static_cast<size_t>(f.out_channels * f.row_words), Word{0});
-  for (int64_t o = 0; o < f.out_channels; ++o) {
-    std::copy(w.As<Word>() + o * filter_words, w.As<Word>() + (o + 1) * filter_words, f.bits.begin() + o * f.row_words);
+  f.field_words = f.Taps() * g.words_per_group;
+  const Word* filters = w.As<Word>();
+  if (mode == OutputMode::kFloat) {
+    f.bits.assign(filters, filters + f.out_channels * f.field_words);
+  } else {
+    const int64_t per_group = f.out_channels / g.group, group_words = PanelWords(per_group, f.field_words);
+    f.bits.resize(static_cast<size_t>(g.group * group_words));
+    for (int64_t grp = 0; grp < g.group; ++grp) {
+      PackPanels(filters + grp * per_group * f.field_words, f.field_words, per_group, f.field_words,
+                 f.bits.data() + grp * group_words);
+    }
   }
   f.tap_sum.resize(rows);
-  const Word* taps = w.As<Word>();
   for (int64_t r = 0; r < rows; ++r) {
     int32_t negatives = 0;
-    for (int64_t i = 0; i < g.words_per_group; ++i) negatives += __builtin_popcount(taps[r * g.words_per_group + i]);
+    for (int64_t i = 0; i < g.words_per_group; ++i) negatives += __builtin_popcount(filters[r * g.words_per_group + i]);
     f.tap_sum[r] = static_cast<int32_t>(g.channels_per_group) - 2 * negatives;
   }
   return f;
 }
+
+// Work split of the GEMM. Float output: tasks of up to kFilterBlock filters x kPixelBlock pixels (whole panels,
+// a multiple of the AVX-512 kernel's 3-panel tile). Packed output: tasks of kPixelRows pixels x every filter (the
+// kernel's row tile), so a task writes whole output words.
+constexpr int64_t kFilterBlock = 64, kPixelBlock = 3 * kPanelLanes, kPixelRows = 8;
 
 class BinaryConv2D {
  public:
@@ -121,7 +135,8 @@ class BinaryConv2D {
 
   explicit BinaryConv2D(const OrtKernelInfo* info)
       : geometry_(ReadGeometry(Attributes(info))),
-        layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_); }) {}
+        mode_(ReadOutputSpec(Attributes(info)).mode),
+        layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_, mode_); }) {}
 
   // layer_ holds a callback into this object: never copied or moved.
   BinaryConv2D(const BinaryConv2D&) = delete;
@@ -207,106 +222,150 @@ class BinaryConv2D {
     Word* y_packed = packed_out ? reinterpret_cast<Word*>(y.GetTensorMutableData<int32_t>()) : nullptr;
 
     const PackedInput in = PrepareInput(ctx, x, batch, height, width);
-    const int64_t taps = f.Taps();
-    const int64_t tap_words = g.words_per_group;
-    const int64_t row_words = f.row_words;
-    const int64_t out_per_group = out_c / g.group;
-    const int32_t full_field = static_cast<int32_t>(taps * g.channels_per_group);
+    const int64_t pixels = out_h * out_w;
+    const int64_t field_words = f.field_words;
+    const int64_t per_group = out_c / g.group;
+    const int32_t full_field = static_cast<int32_t>(f.Taps() * g.channels_per_group);
+    // One image's receptive fields, per group: rows (packed output) or panels (float output). Zero-initialized:
+    // padded taps are +1, and the lanes of the last panel past the last pixel are never stored.
+    const int64_t group_words = packed_out ? pixels * field_words : PanelWords(pixels, field_words);
+    std::vector<Word> fields(static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
+    const Window window{f, height, width};
     const BinaryGemmFn gemm = layer_.gemm();
-    // With one group, no horizontal dilation and whole-pixel taps, a kernel row reads kernel_w pixels that lie
-    // back to back.
-    const bool kernel_rows_contiguous = g.group == 1 && g.dilation_w == 1 && in.pixel_stride == tap_words;
-    const int64_t kernel_row_words = f.kernel_w * tap_words;
 
-    ParallelFor(ctx, static_cast<size_t>(batch * out_h), [&](size_t task) {
-      const int64_t n = static_cast<int64_t>(task) / out_h;
-      const int64_t oh = static_cast<int64_t>(task) % out_h;
-      std::vector<Word> rows(static_cast<size_t>(out_w * row_words));  // one im2col row per output pixel
-      // Accumulators [ow][o] for packed output (each pixel's channels become words), [o][ow] for float output
-      // (each channel's row is written contiguously in NCHW).
-      std::vector<int32_t> acc(static_cast<size_t>(out_w * out_c));
-      const int64_t pixel_step = packed_out ? out_c : 1, channel_step = packed_out ? 1 : out_w;
-      for (int64_t grp = 0; grp < g.group; ++grp) {
-        std::fill(rows.begin(), rows.end(), Word{0});  // padded taps (+1) and the alignment tail
+    for (int64_t n = 0; n < batch; ++n) {
+      if (n > 0) std::fill(fields.begin(), fields.end(), Word{0});
+      ParallelFor(ctx, static_cast<size_t>(out_h), [&](size_t oh) {
         for (int64_t ow = 0; ow < out_w; ++ow) {
-          Word* row = rows.data() + ow * row_words;
-          if (kernel_rows_contiguous && InsideInput(f, oh, ow, height, width)) {
-            // Each kernel row's taps are consecutive pixels, stored back to back: one run of words per row.
-            const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
-            for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
-              const Word* src = in.base + ((n * height + top + kh * g.dilation_h) * width + left) * in.pixel_stride;
-              Word* dst = row + kh * kernel_row_words;
-              for (int64_t i = 0; i < kernel_row_words; ++i) dst[i] = src[i];
-            }
-            continue;
-          }
-          for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
-            const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-            if (ih < 0 || ih >= height) continue;
-            for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
-              const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-              if (iw < 0 || iw >= width) continue;
-              const Word* src = in.base + ((n * height + ih) * width + iw) * in.pixel_stride + grp * tap_words;
-              std::memcpy(row + (kh * f.kernel_w + kw) * tap_words, src, static_cast<size_t>(tap_words) * sizeof(Word));
+          const int64_t p = static_cast<int64_t>(oh) * out_w + ow;
+          for (int64_t grp = 0; grp < g.group; ++grp) {
+            Word* group_fields = fields.data() + grp * group_words;
+            if (packed_out) {
+              GatherField(in, window, n, static_cast<int64_t>(oh), ow, grp, group_fields + p * field_words, 1);
+            } else {
+              GatherField(in, window, n, static_cast<int64_t>(oh), ow, grp,
+                          group_fields + PanelOffset(p, field_words), kPanelLanes);
             }
           }
         }
-        const int64_t o_begin = grp * out_per_group;
-        const Word* filters = f.bits.data() + o_begin * row_words;
-        int32_t* counts = acc.data() + o_begin * channel_step;
-        if (packed_out) {
-          gemm(rows.data(), row_words, out_w, filters, row_words, out_per_group, row_words, counts, out_c);
-        } else {
-          gemm(filters, row_words, out_per_group, rows.data(), row_words, out_w, row_words, counts, out_w);
-        }
-      }
-      for (int32_t& value : acc) value = full_field - 2 * value;
-      if (!g.one_padding) {
-        for (int64_t ow = 0; ow < out_w; ++ow) {
-          SubtractPaddedTaps(f, oh, ow, height, width, acc.data() + ow * pixel_step, channel_step);
-        }
-      }
+      });
       if (packed_out) {
-        const int64_t out_words = WordsFor(out_c);
-        for (int64_t ow = 0; ow < out_w; ++ow) {
-          params.WriteBits(acc.data() + ow * out_c, 0, out_c, y_packed + ((n * out_h + oh) * out_w + ow) * out_words);
-        }
-      } else {
-        for (int64_t o = 0; o < out_c; ++o) {
-          params.WriteChannelFloats(o, acc.data() + o * out_w, out_w, y_float + ((n * out_c + o) * out_h + oh) * out_w);
-        }
+        Word* y_image = y_packed + n * pixels * WordsFor(out_c);
+        const int64_t tasks = (pixels + kPixelRows - 1) / kPixelRows;
+        ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t task) {
+          const int64_t p_begin = static_cast<int64_t>(task) * kPixelRows;
+          const int64_t count = std::min(kPixelRows, pixels - p_begin);
+          std::vector<int32_t> acc(static_cast<size_t>(count * out_c));  // [pixel][filter]
+          for (int64_t grp = 0; grp < g.group; ++grp) {
+            gemm(fields.data() + grp * group_words + p_begin * field_words, field_words, count,
+                 f.bits.data() + grp * PanelWords(per_group, field_words), per_group, field_words,
+                 acc.data() + grp * per_group, out_c);
+          }
+          for (int32_t& value : acc) value = full_field - 2 * value;
+          for (int64_t i = 0; i < count; ++i) {
+            const int64_t p = p_begin + i;
+            if (!g.one_padding) SubtractPaddedTaps(window, p / out_w, p % out_w, 0, out_c, acc.data() + i * out_c, 1);
+            params.WriteBits(acc.data() + i * out_c, 0, out_c, y_image + p * WordsFor(out_c));
+          }
+        });
+        continue;
       }
-    });
+      float* y_image = y_float + n * out_c * pixels;
+      const int64_t filter_blocks = (per_group + kFilterBlock - 1) / kFilterBlock;
+      const int64_t pixel_blocks = (pixels + kPixelBlock - 1) / kPixelBlock;
+      ParallelFor(ctx, static_cast<size_t>(g.group * filter_blocks * pixel_blocks), [&](size_t task) {
+        const int64_t pixel_block = static_cast<int64_t>(task) % pixel_blocks;
+        const int64_t filter_block = static_cast<int64_t>(task) / pixel_blocks;
+        const int64_t grp = filter_block / filter_blocks;
+        const int64_t o_begin = grp * per_group + filter_block % filter_blocks * kFilterBlock;
+        const int64_t filters = std::min(kFilterBlock, (grp + 1) * per_group - o_begin);
+        const int64_t p_begin = pixel_block * kPixelBlock;
+        const int64_t count = std::min(kPixelBlock, pixels - p_begin);
+        int32_t acc[kFilterBlock * kPixelBlock];  // [filter][pixel]
+        gemm(f.bits.data() + o_begin * field_words, field_words, filters,
+             fields.data() + grp * group_words + PanelOffset(p_begin, field_words), count, field_words, acc, count);
+        for (int64_t i = 0; i < filters * count; ++i) acc[i] = full_field - 2 * acc[i];
+        if (!g.one_padding) {
+          for (int64_t i = 0; i < count; ++i) {
+            const int64_t p = p_begin + i;
+            SubtractPaddedTaps(window, p / out_w, p % out_w, o_begin, filters, acc + i, count);
+          }
+        }
+        for (int64_t o = 0; o < filters; ++o) {
+          params.WriteChannelFloats(o_begin + o, acc + o * count, count, y_image + (o_begin + o) * pixels + p_begin);
+        }
+      });
+    }
   }
+
+  // The filter's extent and the input size: which taps of an output pixel read inside the input.
+  struct Window {
+    const PackedFilter& filter;
+    int64_t height, width;
+  };
 
   // Whether every tap of output pixel (oh, ow) reads inside the input (no padding involved).
-  bool InsideInput(const PackedFilter& f, int64_t oh, int64_t ow, int64_t height, int64_t width) const {
+  bool InsideInput(const Window& w, int64_t oh, int64_t ow) const {
     const ConvGeometry& g = geometry_;
     const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
-    return top >= 0 && left >= 0 && top + (f.kernel_h - 1) * g.dilation_h < height &&
-           left + (f.kernel_w - 1) * g.dilation_w < width;
+    return top >= 0 && left >= 0 && top + (w.filter.kernel_h - 1) * g.dilation_h < w.height &&
+           left + (w.filter.kernel_w - 1) * g.dilation_w < w.width;
   }
 
-  // Zero padding: a padded tap was counted as +1 input; take away what +1 contributes there.
-  // acc points at this pixel's first channel; channels are channel_step apart.
-  void SubtractPaddedTaps(const PackedFilter& f, int64_t oh, int64_t ow, int64_t height, int64_t width,
-                          int32_t* acc, int64_t channel_step) const {
-    if (InsideInput(f, oh, ow, height, width)) return;
+  // Writes group grp's receptive field of output pixel (oh, ow) of image n: word k at dst[k * step]. Padded taps
+  // are left as they are (zero, i.e. +1).
+  void GatherField(const PackedInput& in, const Window& w, int64_t n, int64_t oh, int64_t ow, int64_t grp, Word* dst,
+                   int64_t step) const {
     const ConvGeometry& g = geometry_;
+    const PackedFilter& f = w.filter;
+    const int64_t tap_words = g.words_per_group;
+    const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
+    // With one group, no horizontal dilation and whole-pixel taps, a kernel row reads kernel_w pixels that lie
+    // back to back: one run of words per kernel row.
+    if (g.group == 1 && g.dilation_w == 1 && in.pixel_stride == tap_words && InsideInput(w, oh, ow)) {
+      const int64_t row_words = f.kernel_w * tap_words;
+      for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
+        const Word* src = in.base + ((n * w.height + top + kh * g.dilation_h) * w.width + left) * in.pixel_stride;
+        Word* row = dst + kh * row_words * step;
+        for (int64_t i = 0; i < row_words; ++i) row[i * step] = src[i];
+      }
+      return;
+    }
+    for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
+      const int64_t ih = top + kh * g.dilation_h;
+      if (ih < 0 || ih >= w.height) continue;
+      for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
+        const int64_t iw = left + kw * g.dilation_w;
+        if (iw < 0 || iw >= w.width) continue;
+        const Word* src = in.base + ((n * w.height + ih) * w.width + iw) * in.pixel_stride + grp * tap_words;
+        Word* tap = dst + (kh * f.kernel_w + kw) * tap_words * step;
+        for (int64_t i = 0; i < tap_words; ++i) tap[i * step] = src[i];
+      }
+    }
+  }
+
+  // Zero padding: a padded tap was counted as +1 input; take away what +1 contributes there, for filters
+  // [o_begin, o_begin + filters). acc points at filter o_begin's count; filters are channel_step apart.
+  void SubtractPaddedTaps(const Window& w, int64_t oh, int64_t ow, int64_t o_begin, int64_t filters, int32_t* acc,
+                          int64_t channel_step) const {
+    if (InsideInput(w, oh, ow)) return;
+    const ConvGeometry& g = geometry_;
+    const PackedFilter& f = w.filter;
     const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
     const int64_t taps = f.Taps();
     for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
       const int64_t ih = top + kh * g.dilation_h;
       for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
         const int64_t iw = left + kw * g.dilation_w;
-        if (ih >= 0 && ih < height && iw >= 0 && iw < width) continue;
+        if (ih >= 0 && ih < w.height && iw >= 0 && iw < w.width) continue;
         const int64_t tap = kh * f.kernel_w + kw;
-        for (int64_t o = 0; o < f.out_channels; ++o) acc[o * channel_step] -= f.tap_sum[o * taps + tap];
+        for (int64_t o = 0; o < filters; ++o) acc[o * channel_step] -= f.tap_sum[(o_begin + o) * taps + tap];
       }
     }
   }
 
   ConvGeometry geometry_;
+  OutputMode mode_;
   BinaryLayer<PackedFilter> layer_;
 };
 

@@ -19,10 +19,10 @@ int64_t ReadChannelsIn(const Attributes& attributes) {
   return channels_in;
 }
 
+// W's rows in the GEMM's panel layout.
 struct PackedMatrix {
   int64_t out_channels = 0;
-  int64_t row_words = 0;   // GemmWords(WordsFor(channels_in))
-  std::vector<Word> bits;  // [out_channels, row_words], zero words after each row's WordsFor(channels_in)
+  std::vector<Word> panels;  // PanelWords(out_channels, WordsFor(channels_in)) words
 };
 
 PackedMatrix PrepareWeights(const TensorIn& w, int64_t channels_in) {
@@ -35,11 +35,8 @@ PackedMatrix PrepareWeights(const TensorIn& w, int64_t channels_in) {
         " words per row but channels_in=", channels_in, " needs ", words);
   Check(TailBitsClear(w.As<Word>(), w.shape[0], words, channels_in), "weights (input 1) have bits set beyond ",
         "channels_in=", channels_in, " in a row's last word; padding bits must be 0");
-  PackedMatrix m{w.shape[0], GemmWords(words), {}};
-  m.bits.assign(static_cast<size_t>(m.out_channels * m.row_words), Word{0});
-  for (int64_t o = 0; o < m.out_channels; ++o) {
-    std::copy(w.As<Word>() + o * words, w.As<Word>() + (o + 1) * words, m.bits.begin() + o * m.row_words);
-  }
+  PackedMatrix m{w.shape[0], std::vector<Word>(static_cast<size_t>(PanelWords(w.shape[0], words)))};
+  PackPanels(w.As<Word>(), words, m.out_channels, words, m.panels.data());
   return m;
 }
 
@@ -80,25 +77,25 @@ class BinaryDense {
     CheckRank(x, "input (input 0)", 2);
     const int64_t batch = x.shape[0];
     const int64_t words = WordsFor(channels_in_);
-    const int64_t row_words = w.row_words;
-    // The GEMM reads rows of row_words words: the input is copied (or packed) into zero-padded rows.
-    std::vector<Word> rows(static_cast<size_t>(CheckedProduct({batch, row_words}, "packed input")), Word{0});
     if (x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
       Check(x.shape[1] == channels_in_, "float input (input 0) shape ", ShapeStr(x.shape), " has ", x.shape[1],
             " channels but channels_in=", channels_in_);
-      for (int64_t n = 0; n < batch; ++n) {
-        // A row of [N, K] is one pixel whose K channels are contiguous (pixel count 1).
-        PackChannels(x.As<float>() + n * channels_in_, 1, 0, channels_in_, 0, 1, rows.data() + n * row_words,
-                     row_words, 0);
-      }
     } else {
       Check(x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "input (input 0) must be float [N,K] or packed int32 ",
             "[N,words], got ", TypeName(x.type));
       Check(x.shape[1] == words, "packed input (input 0) shape ", ShapeStr(x.shape), " has ", x.shape[1],
             " words per row but channels_in=", channels_in_, " needs ", words);
+    }
+    // The GEMM reads rows of `words` words: packed input as it is, float input packed first.
+    std::vector<Word> packed;
+    const Word* rows = x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? nullptr : x.As<Word>();
+    if (rows == nullptr) {
+      packed.resize(static_cast<size_t>(CheckedProduct({batch, words}, "packed input")));
       for (int64_t n = 0; n < batch; ++n) {
-        std::copy(x.As<Word>() + n * words, x.As<Word>() + (n + 1) * words, rows.begin() + n * row_words);
+        // A row of [N, K] is one pixel whose K channels are contiguous (pixel count 1).
+        PackChannels(x.As<float>() + n * channels_in_, 1, 0, channels_in_, 0, 1, packed.data() + n * words, words, 0);
       }
+      rows = packed.data();
     }
     const bool packed_out = params.spec().mode == OutputMode::kPacked;
     const int64_t out_c = w.out_channels;
@@ -116,8 +113,8 @@ class BinaryDense {
       const int64_t o_begin = (static_cast<int64_t>(task) % blocks) * kChannelBlock;
       const int64_t count = std::min(kChannelBlock, out_c - o_begin);
       int32_t acc[kChannelBlock];
-      layer_.gemm()(rows.data() + n * row_words, row_words, 1, w.bits.data() + o_begin * row_words, row_words, count,
-                    row_words, acc, kChannelBlock);
+      layer_.gemm()(rows + n * words, words, 1, w.panels.data() + PanelOffset(o_begin, words), count, words, acc,
+                    kChannelBlock);
       for (int64_t i = 0; i < count; ++i) acc[i] = full - 2 * acc[i];
       if (packed_out) {
         params.WriteBits(acc, o_begin, count, y_packed + n * WordsFor(out_c) + o_begin / kWordBits);

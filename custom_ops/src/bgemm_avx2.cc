@@ -1,0 +1,78 @@
+// Built with -mavx2; called only when the CPU reports AVX2 (bgemm_dispatch.cc). No std:: templates here: an
+// out-of-line copy built for AVX2 could be the one the linker keeps for the whole library.
+// Register tiles of up to 3 rows of A x 1 panel of B (two 8-lane halves): per word of the reduction, one
+// broadcast per row is xored with the panel word and counted by nibble lookup (vpshufb) into per-byte counters,
+// which are widened to the 32-bit lane counts before a byte could overflow.
+#include <immintrin.h>
+
+#include "bgemm.h"
+
+namespace bnn2onnx {
+namespace {
+
+constexpr int64_t kMaxRows = 3;
+// A byte gains at most 8 per word, so 31 words fit before it must be widened.
+constexpr int64_t kMaxByteSteps = 31;
+
+inline __m256i PopcountBytes(__m256i v, __m256i lut, __m256i nibble) {
+  const __m256i lo = _mm256_and_si256(v, nibble);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+  return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+// Each 32-bit lane's four byte counts, summed.
+inline __m256i WidenBytes(__m256i bytes) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
+}
+
+// Rows [0, R) of A against one panel; lanes past `lanes` are not stored.
+template <int R>
+void Tile(const Word* a, int64_t a_stride, const Word* panel, int64_t words, int32_t* counts, int64_t counts_stride,
+          int64_t lanes) {
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,  //
+                                       0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  __m256i totals[R][2];
+  for (int r = 0; r < R; ++r) totals[r][0] = totals[r][1] = _mm256_setzero_si256();
+  for (int64_t chunk = 0; chunk < words; chunk += kMaxByteSteps) {
+    const int64_t end = words < chunk + kMaxByteSteps ? words : chunk + kMaxByteSteps;
+    __m256i bytes[R][2];
+    for (int r = 0; r < R; ++r) bytes[r][0] = bytes[r][1] = _mm256_setzero_si256();
+    for (int64_t k = chunk; k < end; ++k) {
+      const Word* column = panel + k * kPanelLanes;
+      const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(column));
+      const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(column + 8));
+      for (int r = 0; r < R; ++r) {
+        const __m256i va = _mm256_set1_epi32(static_cast<int>(a[r * a_stride + k]));
+        bytes[r][0] = _mm256_add_epi8(bytes[r][0], PopcountBytes(_mm256_xor_si256(va, b0), lut, nibble));
+        bytes[r][1] = _mm256_add_epi8(bytes[r][1], PopcountBytes(_mm256_xor_si256(va, b1), lut, nibble));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int h = 0; h < 2; ++h) totals[r][h] = _mm256_add_epi32(totals[r][h], WidenBytes(bytes[r][h]));
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    alignas(32) int32_t lane_counts[kPanelLanes];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts), totals[r][0]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts + 8), totals[r][1]);
+    for (int64_t l = 0; l < lanes; ++l) counts[r * counts_stride + l] = lane_counts[l];
+  }
+}
+
+}  // namespace
+
+void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
+                    int32_t* counts, int64_t counts_stride) {
+  for (int64_t j = 0; j < n; j += kPanelLanes) {
+    const Word* panel = b_panels + PanelOffset(j, words);
+    const int64_t lanes = n - j < kPanelLanes ? n - j : kPanelLanes;
+    int64_t i = 0;
+    for (; i + kMaxRows <= m; i += kMaxRows) {
+      Tile<kMaxRows>(a + i * a_stride, a_stride, panel, words, counts + i * counts_stride + j, counts_stride, lanes);
+    }
+    for (; i < m; ++i) Tile<1>(a + i * a_stride, a_stride, panel, words, counts + i * counts_stride + j, counts_stride, lanes);
+  }
+}
+
+}  // namespace bnn2onnx
