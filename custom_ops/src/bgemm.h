@@ -1,5 +1,5 @@
-// The binary GEMM shared by BinaryConv2D and BinaryDense: counts of differing bits between every row of A and
-// every column of B, i.e. popcount(a_i xor b_j); the +-1 dot product is then bits - 2 * count.
+// The binary GEMM shared by BinaryConv2D and BinaryDense: the +-1 dot products of every row of A with every
+// column of B, bits - 2 * popcount(a_i xor b_j), where `bits` is the number of real (non-padding) bits per row.
 //
 // A is row-major (any stride); B is stored in panels of kPanelLanes columns, word-interleaved, so that a kernel
 // loads one word of 16 columns as one vector and xors it with one broadcast word of A: every vector lane is an
@@ -29,18 +29,18 @@ constexpr int64_t PanelOffset(int64_t j, int64_t words) {
 // Writes the n rows (`stride` words apart, `words` words each) into `panels` (PanelWords(n, words) words).
 void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word* panels);
 
-// counts[i * counts_stride + j] = popcount(a[i * a_stride + k] xor b_j[k] for k < words), i < m, j < n, with b
-// in panel layout. Only those counts are written; the zero lanes of B's last panel are never stored.
+// dots[i * dots_stride + j] = bits - 2 * popcount(a[i * a_stride + k] xor b_j[k] for k < words), i < m, j < n,
+// with b in panel layout. Only those dots are written; the zero lanes of B's last panel are never stored.
 using BinaryGemmFn = void (*)(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n,
-                              int64_t words, int32_t* counts, int64_t counts_stride);
+                              int64_t words, int32_t bits, int32_t* dots, int64_t dots_stride);
 
 void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                        int32_t* counts, int64_t counts_stride);
+                        int32_t bits, int32_t* dots, int64_t dots_stride);
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
 void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                    int32_t* counts, int64_t counts_stride);
+                    int32_t bits, int32_t* dots, int64_t dots_stride);
 void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                      int32_t* counts, int64_t counts_stride);
+                      int32_t bits, int32_t* dots, int64_t dots_stride);
 #endif
 
 enum class Isa { kPortable, kAvx2, kAvx512 };

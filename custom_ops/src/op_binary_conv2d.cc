@@ -1,10 +1,10 @@
 // BinaryConv2D (docs/ops.md): a 2-D convolution of +-1 activations with +-1 weights by xor/popcount.
 //
 // Each output pixel's receptive field (per group) is gathered into one packed field of KH*KW taps (padded taps
-// as +1, i.e. zero words), and the binary GEMM counts the differing bits against every filter of the group.
-// Float output (NCHW) computes counts[filter][pixel]: filters are the GEMM's row-major side and the fields its
+// as +1, i.e. zero words), and the binary GEMM takes its +-1 dot product with every filter of the group.
+// Float output (NCHW) computes dots[filter][pixel]: filters are the GEMM's row-major side and the fields its
 // panel side, so a vector lane is a pixel and each channel's row is stored contiguously. Packed output (NHWC)
-// computes counts[pixel][filter]: fields are the rows and the filters, prepared once, the panels. One padding is
+// computes dots[pixel][filter]: fields are the rows and the filters, prepared once, the panels. One padding is
 // then already exact; zero padding subtracts, at border pixels, what a +1 input would have contributed at each
 // padded tap (precomputed per filter tap).
 #include <algorithm>
@@ -108,9 +108,13 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g, OutputMode 
 }
 
 // Work split of the GEMM. Float output: tasks of up to kFilterBlock filters x kPixelBlock pixels (whole panels,
-// a multiple of the AVX-512 kernel's 3-panel tile). Packed output: tasks of kPixelRows pixels x every filter (the
-// kernel's row tile), so a task writes whole output words.
+// a multiple of the AVX-512 kernel's 3-panel tile). Packed output: tasks of kPixelRows pixels (two of its
+// 4-row tiles) x every filter, so a task writes whole output words.
 constexpr int64_t kFilterBlock = 64, kPixelBlock = 3 * kPanelLanes, kPixelRows = 8;
+
+// ThreadScratch buffers: the receptive fields of an image, and a packed-output task's counts.
+struct FieldsScratch;
+struct CountsScratch;
 
 class BinaryConv2D {
  public:
@@ -226,20 +230,20 @@ class BinaryConv2D {
     const int64_t field_words = f.field_words;
     const int64_t per_group = out_c / g.group;
     const int32_t full_field = static_cast<int32_t>(f.Taps() * g.channels_per_group);
-    // One image's receptive fields, per group: rows (packed output) or panels (float output). Zero-initialized:
-    // padded taps are +1, and the lanes of the last panel past the last pixel are never stored.
+    // One image's receptive fields, per group: rows (packed output) or panels (float output). Every word is
+    // written for each image, padded taps and the lanes of the last panel past the last pixel as zeros.
     const int64_t group_words = packed_out ? pixels * field_words : PanelWords(pixels, field_words);
-    std::vector<Word> fields(static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
+    Word* fields = ThreadScratch<FieldsScratch, Word>(
+        static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
     const Window window{f, height, width};
     const BinaryGemmFn gemm = layer_.gemm();
 
     for (int64_t n = 0; n < batch; ++n) {
-      if (n > 0) std::fill(fields.begin(), fields.end(), Word{0});
       ParallelFor(ctx, static_cast<size_t>(out_h), [&](size_t oh) {
         for (int64_t ow = 0; ow < out_w; ++ow) {
           const int64_t p = static_cast<int64_t>(oh) * out_w + ow;
           for (int64_t grp = 0; grp < g.group; ++grp) {
-            Word* group_fields = fields.data() + grp * group_words;
+            Word* group_fields = fields + grp * group_words;
             if (packed_out) {
               GatherField(in, window, n, static_cast<int64_t>(oh), ow, grp, group_fields + p * field_words, 1);
             } else {
@@ -249,23 +253,30 @@ class BinaryConv2D {
           }
         }
       });
+      if (!packed_out) {
+        for (int64_t grp = 0; grp < g.group; ++grp) {
+          for (int64_t p = pixels; p % kPanelLanes != 0; ++p) {
+            Word* lane = fields + grp * group_words + PanelOffset(p, field_words);
+            for (int64_t k = 0; k < field_words; ++k) lane[k * kPanelLanes] = 0;
+          }
+        }
+      }
       if (packed_out) {
         Word* y_image = y_packed + n * pixels * WordsFor(out_c);
         const int64_t tasks = (pixels + kPixelRows - 1) / kPixelRows;
         ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t task) {
           const int64_t p_begin = static_cast<int64_t>(task) * kPixelRows;
           const int64_t count = std::min(kPixelRows, pixels - p_begin);
-          std::vector<int32_t> acc(static_cast<size_t>(count * out_c));  // [pixel][filter]
+          int32_t* acc = ThreadScratch<CountsScratch, int32_t>(static_cast<size_t>(count * out_c));  // [pixel][o]
           for (int64_t grp = 0; grp < g.group; ++grp) {
-            gemm(fields.data() + grp * group_words + p_begin * field_words, field_words, count,
+            gemm(fields + grp * group_words + p_begin * field_words, field_words, count,
                  f.bits.data() + grp * PanelWords(per_group, field_words), per_group, field_words,
-                 acc.data() + grp * per_group, out_c);
+                 full_field, acc + grp * per_group, out_c);
           }
-          for (int32_t& value : acc) value = full_field - 2 * value;
           for (int64_t i = 0; i < count; ++i) {
             const int64_t p = p_begin + i;
-            if (!g.one_padding) SubtractPaddedTaps(window, p / out_w, p % out_w, 0, out_c, acc.data() + i * out_c, 1);
-            params.WriteBits(acc.data() + i * out_c, 0, out_c, y_image + p * WordsFor(out_c));
+            if (!g.one_padding) SubtractPaddedTaps(window, p / out_w, p % out_w, 0, out_c, acc + i * out_c, 1);
+            params.WriteBits(acc + i * out_c, 0, out_c, y_image + p * WordsFor(out_c));
           }
         });
         continue;
@@ -283,8 +294,7 @@ class BinaryConv2D {
         const int64_t count = std::min(kPixelBlock, pixels - p_begin);
         int32_t acc[kFilterBlock * kPixelBlock];  // [filter][pixel]
         gemm(f.bits.data() + o_begin * field_words, field_words, filters,
-             fields.data() + grp * group_words + PanelOffset(p_begin, field_words), count, field_words, acc, count);
-        for (int64_t i = 0; i < filters * count; ++i) acc[i] = full_field - 2 * acc[i];
+             fields + grp * group_words + PanelOffset(p_begin, field_words), count, field_words, full_field, acc, count);
         if (!g.one_padding) {
           for (int64_t i = 0; i < count; ++i) {
             const int64_t p = p_begin + i;
@@ -312,8 +322,8 @@ class BinaryConv2D {
            left + (w.filter.kernel_w - 1) * g.dilation_w < w.width;
   }
 
-  // Writes group grp's receptive field of output pixel (oh, ow) of image n: word k at dst[k * step]. Padded taps
-  // are left as they are (zero, i.e. +1).
+  // Writes group grp's receptive field of output pixel (oh, ow) of image n: word k at dst[k * step]; padded taps
+  // as zero words (+1).
   void GatherField(const PackedInput& in, const Window& w, int64_t n, int64_t oh, int64_t ow, int64_t grp, Word* dst,
                    int64_t step) const {
     const ConvGeometry& g = geometry_;
@@ -333,12 +343,14 @@ class BinaryConv2D {
     }
     for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
       const int64_t ih = top + kh * g.dilation_h;
-      if (ih < 0 || ih >= w.height) continue;
       for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
         const int64_t iw = left + kw * g.dilation_w;
-        if (iw < 0 || iw >= w.width) continue;
-        const Word* src = in.base + ((n * w.height + ih) * w.width + iw) * in.pixel_stride + grp * tap_words;
         Word* tap = dst + (kh * f.kernel_w + kw) * tap_words * step;
+        if (ih < 0 || ih >= w.height || iw < 0 || iw >= w.width) {
+          for (int64_t i = 0; i < tap_words; ++i) tap[i * step] = 0;
+          continue;
+        }
+        const Word* src = in.base + ((n * w.height + ih) * w.width + iw) * in.pixel_stride + grp * tap_words;
         for (int64_t i = 0; i < tap_words; ++i) tap[i * step] = src[i];
       }
     }

@@ -132,6 +132,15 @@ int64_t SlidingWindowSize(int64_t in, int64_t pad_begin, int64_t pad_end, int64_
 // Product of dimensions; throws instead of overflowing (absurd shapes must not wrap around).
 int64_t CheckedProduct(const std::vector<int64_t>& dims, const char* what);
 
+// Memory owned by the calling thread and kept across runs, so that a kernel does not allocate (and fault in
+// fresh pages) on every run. The contents are stale; each Tag names a separate buffer.
+template <class Tag, class T>
+T* ThreadScratch(size_t size) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < size) buffer.resize(size);
+  return buffer.data();
+}
+
 // Work split for ParallelFor: at most this many batches of consecutive indices. Enough to balance a few threads
 // (uneven layers, a busy core), few enough that scheduling does not cost more than small tasks (one output
 // row of a late layer is a few microseconds).

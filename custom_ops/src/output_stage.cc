@@ -1,5 +1,10 @@
 #include "output_stage.h"
 
+#include <limits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace bnn2onnx {
 
 OutputSpec ReadOutputSpec(const Attributes& attributes) {
@@ -41,11 +46,43 @@ OutputParams::OutputParams(const OutputSpec& spec, const TensorIn& first, const 
   }
   CheckVector(first, "threshold (input 2)", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, channels);
   CheckVector(second, "direction (input 3)", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, channels);
-  threshold_.assign(first.As<int32_t>(), first.As<int32_t>() + channels);
-  direction_.assign(second.As<int32_t>(), second.As<int32_t>() + channels);
+  const int32_t* threshold = first.As<int32_t>();
+  const int32_t* direction = second.As<int32_t>();
+  below_.resize(channels);
+  above_.resize(channels);
+  constexpr int32_t kNever = std::numeric_limits<int32_t>::max();  // acc > kNever and acc < -kNever never hold
   for (int64_t o = 0; o < channels; ++o) {
-    Check(direction_[o] >= -1 && direction_[o] <= 1, "direction (input 3) values must be -1, 0 or 1, got ",
-          direction_[o], " at channel ", o);
+    Check(direction[o] >= -1 && direction[o] <= 1, "direction (input 3) values must be -1, 0 or 1, got ",
+          direction[o], " at channel ", o);
+    below_[o] = -kNever, above_[o] = kNever;
+    if (direction[o] == 1) below_[o] = threshold[o];                              // acc < t
+    if (direction[o] == -1 && threshold[o] > -kNever) above_[o] = -threshold[o];  // -acc < t
+    if (direction[o] == 0 && threshold[o] > 0) below_[o] = kNever;                // 0 < t: always
+  }
+}
+
+void OutputParams::WriteBits(const int32_t* acc, int64_t o_begin, int64_t count, Word* dst) const {
+  const int32_t* below = below_.data() + o_begin;
+  const int32_t* above = above_.data() + o_begin;
+  for (int64_t i = 0; i < count; i += kWordBits) {
+    const int64_t bits = count - i < kWordBits ? count - i : kWordBits;
+    Word word = 0;
+    int64_t b = 0;
+#if defined(__SSE2__)
+    // Four channels per compare and movemask (SSE2 is in every x86-64 CPU); the rest one by one below.
+    for (; b + 4 <= bits; b += 4) {
+      const int64_t c = i + b;
+      const __m128i value = _mm_loadu_si128(reinterpret_cast<const __m128i*>(acc + c));
+      const __m128i low = _mm_cmplt_epi32(value, _mm_loadu_si128(reinterpret_cast<const __m128i*>(below + c)));
+      const __m128i high = _mm_cmpgt_epi32(value, _mm_loadu_si128(reinterpret_cast<const __m128i*>(above + c)));
+      word |= static_cast<Word>(_mm_movemask_ps(_mm_castsi128_ps(_mm_or_si128(low, high)))) << b;
+    }
+#endif
+    for (; b < bits; ++b) {
+      const int64_t c = i + b;
+      word |= static_cast<Word>(acc[c] < below[c] || acc[c] > above[c]) << b;
+    }
+    dst[i / kWordBits] = word;
   }
 }
 

@@ -49,25 +49,16 @@ class OutputParams {
     }
   }
 
-  // Packed mode: +1 (bit 0) iff direction[o] * acc >= threshold[o]; otherwise -1 (bit 1).
-  Word Bit(int64_t o, int32_t acc) const {
-    return static_cast<int64_t>(direction_[o]) * acc < threshold_[o] ? 1u : 0u;
-  }
-
-  // Packs channels [o_begin, o_begin + count) (o_begin a multiple of 32) from acc[0:count] into dst words.
-  void WriteBits(const int32_t* acc, int64_t o_begin, int64_t count, Word* dst) const {
-    for (int64_t i = 0; i < count; i += kWordBits) {
-      Word word = 0;
-      const int64_t bits = count - i < kWordBits ? count - i : kWordBits;
-      for (int64_t b = 0; b < bits; ++b) word |= Bit(o_begin + i + b, acc[i + b]) << b;
-      dst[i / kWordBits] = word;
-    }
-  }
+  // Packed mode: +1 (bit 0) iff direction[o] * acc >= threshold[o]; otherwise -1 (bit 1). Packs channels
+  // [o_begin, o_begin + count) (o_begin a multiple of 32) from acc[0:count] into dst words.
+  void WriteBits(const int32_t* acc, int64_t o_begin, int64_t count, Word* dst) const;
 
  private:
   OutputSpec spec_;
   std::vector<float> multiplier_, bias_;
-  std::vector<int32_t> threshold_, direction_;
+  // Packed mode, the test rewritten without a multiply: bit 1 iff acc < below_[o] or acc > above_[o]. Exact
+  // because |acc| <= 2^30 (kMaxAccumulatorBits), far inside int32.
+  std::vector<int32_t> below_, above_;
 };
 
 }  // namespace bnn2onnx
