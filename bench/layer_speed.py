@@ -1,18 +1,20 @@
 """Per-layer speed: BinaryConv2D (packed input; float output and packed output) against onnxruntime's float Conv
 of the same shape, batch 1, in one run; medians of repeated timings and their ratios (no assertion: the machine
-is noisy, ratios are what to read).   python bench/layer_speed.py [--threads N] [--repeats R]
+is noisy, ratios are what to read). The three contenders of a shape run in interleaved rounds (timing.py).
+    python bench/layer_speed.py [--threads N] [--rounds R]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from timing import interleaved_medians_ms
 
 import bnn2onnx
 from bnn2onnx.ops import reference, schema
@@ -32,25 +34,14 @@ def _model(node: onnx.NodeProto, x: np.ndarray, inits: dict[str, np.ndarray], ou
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), schema.opset_import()])
 
 
-def median_ms(session: ort.InferenceSession, feeds: dict[str, np.ndarray], repeats: int) -> float:
-    for _ in range(5):
-        session.run(None, feeds)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"{'layer':28s} {'float Conv':>11s} {'binary->float':>14s} {'ratio':>6s} {'binary->packed':>15s} "
-          f"{'ratio':>6s}   ({args.threads} thread(s), medians of {args.repeats})")
+          f"{'ratio':>6s}   ({args.threads} thread(s), medians of {args.rounds}x5 runs)")
     for c_in, c_out, size, k, stride in SHAPES:
         pad = k // 2
         x = rng.standard_normal((1, c_in, size, size)).astype(np.float32)
@@ -59,10 +50,10 @@ def main() -> None:
                              {"w": w}, TensorProto.FLOAT)
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
-        float_ms = median_ms(ort.InferenceSession(float_model.SerializeToString(), options,
-                                                  providers=["CPUExecutionProvider"]), {"x": x}, args.repeats)
+        float_session = ort.InferenceSession(float_model.SerializeToString(), options,
+                                             providers=["CPUExecutionProvider"])
         packed_x = reference.bit_pack(x)
-        times = []
+        runs: dict[str, Callable[[], object]] = {"float": partial(float_session.run, None, {"x": x})}
         for packed_out in (0, 1):
             params = ({"a": np.zeros(c_out, np.int32), "b": np.ones(c_out, np.int32)} if packed_out else
                       {"a": np.ones(c_out, np.float32), "b": np.zeros(c_out, np.float32)})
@@ -71,7 +62,8 @@ def main() -> None:
             model = _model(node, packed_x, {"w": pack_conv_weights(w), **params},
                            TensorProto.INT32 if packed_out else TensorProto.FLOAT)
             session = bnn2onnx.inference_session(model, intra_op_num_threads=args.threads)
-            times.append(median_ms(session, {"x": packed_x}, args.repeats))
+            runs[f"binary{packed_out}"] = partial(session.run, None, {"x": packed_x})
+        float_ms, *times = interleaved_medians_ms(runs, args.rounds).values()
         name = f"{k}x{k}/s{stride} {c_in}->{c_out}@{size}"
         print(f"{name:28s} {float_ms:9.3f}ms {times[0]:12.3f}ms {float_ms / times[0]:5.1f}x {times[1]:13.3f}ms "
               f"{float_ms / times[1]:5.1f}x", flush=True)

@@ -1,91 +1,141 @@
 """Whole-network speed at 224x224, batch 1: larq_zoo models converted by bnn2onnx against the float ONNX of the
-same Keras model in onnxruntime, at 1 and 2 threads, and against Larq Compute Engine when it is installed
-(`pip install larq-compute-engine==0.16.0`; its converter + Interpreter, best of its kernel options).
-Medians and ratios from one run; also file sizes.   python bench/network_speed.py [MODEL ...] [--runs N]
+same Keras model in onnxruntime, and against Larq Compute Engine when it is installed (`pip install
+larq-compute-engine==0.16.0`; its converter + Interpreter, best of its kernel options), at 1 and 2 threads.
+
+The contenders of one thread count run in interleaved rounds (timing.py), each turn after a pause that lets the
+previous contender's idle worker threads stop spinning (they would otherwise take the cores). Medians and their
+ratios are printed, with the load average around the measurement. Each contender's peak RSS is measured in a fresh
+process of its own (load the model, run it 5 times, read the process's high-water mark, VmHWM); file sizes are
+those of the models on disk.
+
+    python bench/network_speed.py [MODEL ...] [--rounds N]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
+import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+from timing import interleaved_medians_ms
 
 ROOT = Path(__file__).resolve().parent.parent
+INPUT_SHAPE = (1, 224, 224, 3)
+# LCE's kernel options: (use_indirect_bgemm, use_xnnpack).
+LCE_OPTIONS = {"lce": (False, False), "lce indirect_bgemm": (True, False), "lce xnnpack": (False, True),
+               "lce indirect_bgemm+xnnpack": (True, True)}
 
 
-def median_ms(runs: int, run: Callable[..., object], *arguments: object) -> float:
-    for _ in range(3):
-        run(*arguments)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run(*arguments)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
-def lce_best_ms(model, x: np.ndarray, threads: int, runs: int) -> tuple[float, str] | None:
-    try:
+def runner(kind: str, path: Path, threads: int) -> Callable[[np.ndarray], object]:
+    """A function that runs the model at `path` once: kind is "ort float", "bnn2onnx" or one of LCE_OPTIONS."""
+    if kind in LCE_OPTIONS:
         import larq_compute_engine as lce
-    except ImportError:
-        return None
-    flatbuffer = lce.convert_keras_model(model)
-    best = None
-    for kernel in ("default", "indirect_bgemm"):
-        try:
-            interpreter = lce.testing.Interpreter(flatbuffer, num_threads=threads,
-                                                  use_reference_bconv=False,
-                                                  use_indirect_bgemm=kernel == "indirect_bgemm")
-        except TypeError:  # an LCE without that option
-            continue
-        ms = median_ms(runs, interpreter.predict, x)
-        best = min(best, (ms, kernel)) if best else (ms, kernel)
-    return best
+
+        indirect, xnnpack = LCE_OPTIONS[kind]
+        interpreter = lce.testing.Interpreter(path.read_bytes(), num_threads=threads, use_reference_bconv=False,
+                                              use_indirect_bgemm=indirect, use_xnnpack=xnnpack)
+        return interpreter.predict
+    import onnxruntime as ort
+
+    import bnn2onnx
+
+    if kind == "bnn2onnx":
+        session = bnn2onnx.inference_session(str(path), intra_op_num_threads=threads)
+    else:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("models", nargs="*", default=["QuickNet", "BiRealNet"])
-    parser.add_argument("--runs", type=int, default=20)
-    args = parser.parse_args()
+def peak_rss_mib(kind: str, path: Path) -> float:
+    """Peak RSS of a fresh process that loads the model and runs it 5 times (1 thread)."""
+    output = subprocess.run([sys.executable, __file__, "--rss-of", kind, str(path)], check=True, capture_output=True,
+                            text=True, cwd=ROOT).stdout
+    return float(output.split()[-1])
+
+
+def measure_own_rss(kind: str, path: Path) -> None:
+    run = runner(kind, path, threads=1)
+    x = np.random.default_rng(0).standard_normal(INPUT_SHAPE).astype(np.float32)
+    for _ in range(5):
+        run(x)
+    # VmHWM, not getrusage's ru_maxrss: on Linux the latter keeps the forked parent's size across exec.
+    status = Path("/proc/self/status").read_text()
+    print(int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024)
+
+
+def export_models(name: str, folder: Path) -> dict[str, Path]:
+    """The model as float ONNX, bnn2onnx ONNX and (when LCE is installed) LCE flatbuffer, by contender kind."""
     sys.path.insert(0, str(ROOT / "tests"))
     from keras_models import randomize_batch_norms  # first: sets up legacy Keras for larq
 
     # isort: split
     import larq_zoo
+    import onnx
 
-    import bnn2onnx
     from bnn2onnx.converter import convert_with_report
 
-    for name in args.models:
-        factory = getattr(larq_zoo.literature, name, None) or getattr(larq_zoo.sota, name)
-        model = randomize_batch_norms(factory(weights=None, input_shape=(224, 224, 3)))
-        result = convert_with_report(model, verify_result=False)
-        x = np.random.default_rng(0).standard_normal((1, 224, 224, 3)).astype(np.float32)
-        line = [(f"{name}: float ONNX {result.float_bytes / 2**20:.1f} MiB, "
-                 f"bnn2onnx {result.converted_bytes / 2**20:.2f} MiB")]
-        for threads in (1, 2):
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            float_session = ort.InferenceSession(result.float_model.SerializeToString(), options,
-                                                 providers=["CPUExecutionProvider"])
-            binary_session = bnn2onnx.inference_session(result.model, intra_op_num_threads=threads)
-            feeds = {float_session.get_inputs()[0].name: x}
-            float_ms = median_ms(args.runs, float_session.run, None, feeds)
-            binary_ms = median_ms(args.runs, binary_session.run, None, feeds)
-            text = (f"  {threads} thread(s): ORT float {float_ms:.1f} ms, bnn2onnx {binary_ms:.1f} ms "
-                    f"({float_ms / binary_ms:.2f}x)")
-            lce = lce_best_ms(model, x, threads, args.runs)
-            text += (f", LCE best ({lce[1]}) {lce[0]:.1f} ms ({lce[0] / binary_ms:.2f}x)" if lce
-                     else ", LCE not installed")
-            line.append(text)
-        print("\n".join(line), flush=True)
+    factory = getattr(larq_zoo.literature, name, None) or getattr(larq_zoo.sota, name)
+    model = randomize_batch_norms(factory(weights=None, input_shape=INPUT_SHAPE[1:]))
+    result = convert_with_report(model, verify_result=False)
+    paths = {"ort float": folder / f"{name}_float.onnx", "bnn2onnx": folder / f"{name}.onnx"}
+    onnx.save(result.float_model, paths["ort float"])
+    onnx.save(result.model, paths["bnn2onnx"])
+    try:
+        import larq_compute_engine as lce
+    except ImportError:
+        return paths
+    flatbuffer = folder / f"{name}.tflite"
+    flatbuffer.write_bytes(lce.convert_keras_model(model))
+    return paths | dict.fromkeys(LCE_OPTIONS, flatbuffer)
+
+
+def report(name: str, paths: dict[str, Path], rounds: int) -> None:
+    sizes = {kind: path.stat().st_size / 2**20 for kind, path in paths.items()}
+    print(f"{name}: file size ORT float {sizes['ort float']:.1f} MiB, bnn2onnx {sizes['bnn2onnx']:.2f} MiB"
+          + (f", LCE {sizes['lce']:.2f} MiB" if "lce" in sizes else ", LCE not installed"))
+    x = np.random.default_rng(0).standard_normal(INPUT_SHAPE).astype(np.float32)
+    binary_ms = {}
+    for threads in (1, 2):
+        load = os.getloadavg()[0]
+        runs = {kind: runner(kind, path, threads) for kind, path in paths.items()}
+        medians = interleaved_medians_ms({kind: partial(run, x) for kind, run in runs.items()}, rounds, timed=3,
+                                         warmup=1, pause_s=0.05)
+        binary_ms[threads] = ms = medians["bnn2onnx"]
+        line = (f"  {threads} thread(s), medians of {rounds}x3 runs in interleaved rounds, load {load:.2f}->"
+                f"{os.getloadavg()[0]:.2f}: bnn2onnx {ms:.2f} ms, ORT float {medians['ort float']:.2f} ms "
+                f"({medians['ort float'] / ms:.2f}x)")
+        lce = {kind: value for kind, value in medians.items() if kind in LCE_OPTIONS}
+        if lce:
+            best = min(lce, key=lce.__getitem__)
+            line += f", LCE best ({best}) {lce[best]:.2f} ms ({lce[best] / ms:.2f}x)"
+        print(line, flush=True)
+    print(f"  bnn2onnx 2 threads over 1: {binary_ms[1] / binary_ms[2]:.2f}x")
+    kinds = ["ort float", "bnn2onnx"] + (["lce"] if "lce" in paths else [])
+    print("  peak RSS (fresh process, 1 thread): "
+          + ", ".join(f"{kind} {peak_rss_mib(kind, paths[kind]):.0f} MiB" for kind in kinds), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("models", nargs="*", default=["QuickNet", "BiRealNet"])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rss-of", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_of:
+        measure_own_rss(args.rss_of[0], Path(args.rss_of[1]))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.models:
+            report(name, export_models(name, Path(folder)), args.rounds)
 
 
 if __name__ == "__main__":
