@@ -1,5 +1,5 @@
 // The binary GEMM shared by BinaryConv2D and BinaryDense: the +-1 dot products of every row of A with every
-// column of B, bits - 2 * popcount(a_i xor b_j), where `bits` is the number of real (non-padding) bits per row.
+// column of B, bits - 2 * popcount(a_i xor b_j), stored as int32 or turned into the op's float output.
 //
 // A is row-major (any stride); B is stored in panels of kPanelLanes columns, word-interleaved, so that a kernel
 // loads one word of 16 columns as one vector and xors it with one broadcast word of A: every vector lane is an
@@ -29,18 +29,48 @@ constexpr int64_t PanelOffset(int64_t j, int64_t words) {
 // Writes the n rows (`stride` words apart, `words` words each) into `panels` (PanelWords(n, words) words).
 void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word* panels);
 
-// dots[i * dots_stride + j] = bits - 2 * popcount(a[i * a_stride + k] xor b_j[k] for k < words), i < m, j < n,
-// with b in panel layout. Only those dots are written; the zero lanes of B's last panel are never stored.
+// Where and how a GEMM stores result (i, j), at [i * stride + j] of either output:
+// - dots (int32): dot = bits - 2 * popcount(a_i xor b_j), `bits` being the real (non-padding) bits of a row;
+// - floats: act(float(dot + dot_offsets[i * offsets_stride + j]) * multiplier[i] + bias[i]), act = ReLU or none,
+//   one multiplier and bias per row of A (docs/ops.md, float output; a separate multiply and add, as the reference
+//   rounds). dot_offsets is optional (zero padding's correction at border pixels).
+struct GemmOutput {
+  int32_t bits = 0;
+  int64_t stride = 0;
+  int32_t* dots = nullptr;
+  float* floats = nullptr;
+  const float* multiplier = nullptr;
+  const float* bias = nullptr;
+  bool relu = false;
+  const int32_t* dot_offsets = nullptr;
+  int64_t offsets_stride = 0;
+
+  // Result (i, j) from its popcount, one at a time (the portable and AVX2 kernels; AVX-512 stores 16 at once).
+  void Store(int64_t i, int64_t j, int32_t popcount) const {
+    const int32_t dot = bits - 2 * popcount;
+    const int64_t at = i * stride + j;
+    if (floats == nullptr) {
+      dots[at] = dot;
+      return;
+    }
+    const int32_t value = dot_offsets ? dot + dot_offsets[i * offsets_stride + j] : dot;
+    const float y = static_cast<float>(value) * multiplier[i] + bias[i];
+    floats[at] = relu && y < 0.0f ? 0.0f : y;
+  }
+};
+
+// Stores every result (i, j), i < m, j < n, of A against B (in panel layout); nothing else is written (not the
+// zero lanes of B's last panel).
 using BinaryGemmFn = void (*)(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n,
-                              int64_t words, int32_t bits, int32_t* dots, int64_t dots_stride);
+                              int64_t words, const GemmOutput& out);
 
 void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                        int32_t bits, int32_t* dots, int64_t dots_stride);
+                        const GemmOutput& out);
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
 void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                    int32_t bits, int32_t* dots, int64_t dots_stride);
+                    const GemmOutput& out);
 void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                      int32_t bits, int32_t* dots, int64_t dots_stride);
+                      const GemmOutput& out);
 #endif
 
 enum class Isa { kPortable, kAvx2, kAvx512 };

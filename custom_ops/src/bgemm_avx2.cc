@@ -25,10 +25,10 @@ inline __m256i WidenBytes(__m256i bytes) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
 }
 
-// Rows [0, R) of A against one panel; lanes past `lanes` are not stored.
+// Rows [i, i + R) of A (a points at row i) against the panel of columns [j, j + lanes).
 template <int R>
-void Tile(const Word* a, int64_t a_stride, const Word* panel, int64_t words, int32_t bits, int32_t* dots,
-          int64_t dots_stride, int64_t lanes) {
+void Tile(const Word* a, int64_t a_stride, const Word* panel, int64_t words, const GemmOutput& out, int64_t i,
+          int64_t j, int64_t lanes) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,  //
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i nibble = _mm256_set1_epi8(0x0f);
@@ -56,22 +56,22 @@ void Tile(const Word* a, int64_t a_stride, const Word* panel, int64_t words, int
     alignas(32) int32_t lane_counts[kPanelLanes];
     _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts), totals[r][0]);
     _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts + 8), totals[r][1]);
-    for (int64_t l = 0; l < lanes; ++l) dots[r * dots_stride + l] = bits - 2 * lane_counts[l];
+    for (int64_t l = 0; l < lanes; ++l) out.Store(i + r, j + l, lane_counts[l]);
   }
 }
 
 }  // namespace
 
 void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                    int32_t bits, int32_t* dots, int64_t dots_stride) {
+                    const GemmOutput& out) {
   for (int64_t j = 0; j < n; j += kPanelLanes) {
     const Word* panel = b_panels + PanelOffset(j, words);
     const int64_t lanes = n - j < kPanelLanes ? n - j : kPanelLanes;
     int64_t i = 0;
     for (; i + kMaxRows <= m; i += kMaxRows) {
-      Tile<kMaxRows>(a + i * a_stride, a_stride, panel, words, bits, dots + i * dots_stride + j, dots_stride, lanes);
+      Tile<kMaxRows>(a + i * a_stride, a_stride, panel, words, out, i, j, lanes);
     }
-    for (; i < m; ++i) Tile<1>(a + i * a_stride, a_stride, panel, words, bits, dots + i * dots_stride + j, dots_stride, lanes);
+    for (; i < m; ++i) Tile<1>(a + i * a_stride, a_stride, panel, words, out, i, j, lanes);
   }
 }
 

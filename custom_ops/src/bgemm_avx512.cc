@@ -12,10 +12,30 @@ namespace {
 // 12 accumulators: larger tiles (8x3, 6x4) measured slower, GCC spilling accumulators to the stack.
 constexpr int kMaxRows = 4, kMaxPanels = 3;
 
-// Rows [0, R) of A against panels [0, P) of B; lanes of the last panel past `last_lanes` are not stored.
+// Stores 16 results of row i from columns j.. (the lanes set in `lanes`) from their popcounts (GemmOutput::Store).
+inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcounts, __mmask16 lanes) {
+  const __m512i dot = _mm512_sub_epi32(_mm512_set1_epi32(out.bits), _mm512_add_epi32(popcounts, popcounts));
+  const int64_t at = i * out.stride + j;
+  if (out.floats == nullptr) {
+    _mm512_mask_storeu_epi32(out.dots + at, lanes, dot);
+    return;
+  }
+  const __m512i value =
+      out.dot_offsets ? _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, out.dot_offsets + i * out.offsets_stride + j))
+                      : dot;
+  // The zero-masking forms: the plain ones trip GCC 12's -Wmaybe-uninitialized inside its own headers.
+  __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(lanes, value), _mm512_set1_ps(out.multiplier[i])),
+                           _mm512_set1_ps(out.bias[i]));
+  // max(0, y) is 0 > y ? 0 : y: NaN and -0.0 pass through, as `y < 0 ? 0 : y` does.
+  if (out.relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
+  _mm512_mask_storeu_ps(out.floats + at, lanes, y);
+}
+
+// Rows [i, i + R) of A (a points at row i) against panels [0, P) of B (b points at the panel of column j); lanes
+// of the last panel past `last_lanes` are not stored.
 template <int R, int P>
-void Tile(const Word* a, int64_t a_stride, const Word* b, int64_t words, int32_t bits, int32_t* dots,
-          int64_t dots_stride, __mmask16 last_lanes) {
+void Tile(const Word* a, int64_t a_stride, const Word* b, int64_t words, const GemmOutput& out, int64_t i, int64_t j,
+          __mmask16 last_lanes) {
   const int64_t panel_stride = words * kPanelLanes;
   __m512i acc[R][P];
   for (int r = 0; r < R; ++r) {
@@ -31,29 +51,26 @@ void Tile(const Word* a, int64_t a_stride, const Word* b, int64_t words, int32_t
       }
     }
   }
-  const __m512i all_bits = _mm512_set1_epi32(bits);
   for (int r = 0; r < R; ++r) {
     for (int p = 0; p < P; ++p) {
-      const __mmask16 lanes = p == P - 1 ? last_lanes : __mmask16{0xffff};
-      const __m512i dot = _mm512_sub_epi32(all_bits, _mm512_add_epi32(acc[r][p], acc[r][p]));
-      _mm512_mask_storeu_epi32(dots + r * dots_stride + p * kPanelLanes, lanes, dot);
+      Store16(out, i + r, j + p * kPanelLanes, acc[r][p], p == P - 1 ? last_lanes : __mmask16{0xffff});
     }
   }
 }
 
-// Rows [0, R) of A against `columns` (at most kMaxPanels * kPanelLanes) columns of B.
+// Rows [i, i + R) of A against `columns` (at most kMaxPanels * kPanelLanes) columns from j.
 template <int R>
-void Block(const Word* a, int64_t a_stride, const Word* b, int64_t columns, int64_t words, int32_t bits,
-           int32_t* dots, int64_t dots_stride) {
+void Block(const Word* a, int64_t a_stride, const Word* b, int64_t columns, int64_t words, const GemmOutput& out,
+           int64_t i, int64_t j) {
   const int64_t panels = (columns + kPanelLanes - 1) / kPanelLanes;
   const int64_t tail = columns - (panels - 1) * kPanelLanes;
   const __mmask16 last_lanes = static_cast<__mmask16>((1u << tail) - 1);
-  if (panels == 3) Tile<R, 3>(a, a_stride, b, words, bits, dots, dots_stride, last_lanes);
-  if (panels == 2) Tile<R, 2>(a, a_stride, b, words, bits, dots, dots_stride, last_lanes);
-  if (panels == 1) Tile<R, 1>(a, a_stride, b, words, bits, dots, dots_stride, last_lanes);
+  if (panels == 3) Tile<R, 3>(a, a_stride, b, words, out, i, j, last_lanes);
+  if (panels == 2) Tile<R, 2>(a, a_stride, b, words, out, i, j, last_lanes);
+  if (panels == 1) Tile<R, 1>(a, a_stride, b, words, out, i, j, last_lanes);
 }
 
-using BlockFn = void (*)(const Word*, int64_t, const Word*, int64_t, int64_t, int32_t, int32_t*, int64_t);
+using BlockFn = void (*)(const Word*, int64_t, const Word*, int64_t, int64_t, const GemmOutput&, int64_t, int64_t);
 
 // kBlocks[r - 1] handles r rows.
 constexpr BlockFn kBlocks[kMaxRows] = {&Block<1>, &Block<2>, &Block<3>, &Block<4>};
@@ -61,14 +78,13 @@ constexpr BlockFn kBlocks[kMaxRows] = {&Block<1>, &Block<2>, &Block<3>, &Block<4
 }  // namespace
 
 void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                      int32_t bits, int32_t* dots, int64_t dots_stride) {
+                      const GemmOutput& out) {
   // Column chunks outside, rows inside: a chunk of B (3 panels) stays in L1 while every row block passes over it.
   for (int64_t j = 0; j < n; j += kMaxPanels * kPanelLanes) {
     const int64_t columns = n - j < kMaxPanels * kPanelLanes ? n - j : kMaxPanels * kPanelLanes;
     for (int64_t i = 0; i < m; i += kMaxRows) {
       const int64_t rows = m - i < kMaxRows ? m - i : kMaxRows;
-      kBlocks[rows - 1](a + i * a_stride, a_stride, b_panels + PanelOffset(j, words), columns, words, bits,
-                        dots + i * dots_stride + j, dots_stride);
+      kBlocks[rows - 1](a + i * a_stride, a_stride, b_panels + PanelOffset(j, words), columns, words, out, i, j);
     }
   }
 }

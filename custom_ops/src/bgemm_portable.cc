@@ -14,7 +14,7 @@ inline int32_t Popcount32(Word v) {
 }  // namespace
 
 void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                        int32_t bits, int32_t* dots, int64_t dots_stride) {
+                        const GemmOutput& out) {
   for (int64_t i = 0; i < m; ++i) {
     const Word* row = a + i * a_stride;
     for (int64_t j0 = 0; j0 < n; j0 += kPanelLanes) {
@@ -23,7 +23,7 @@ void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t m, const Word* 
       for (int64_t k = 0; k < words; ++k) {
         for (int64_t l = 0; l < kPanelLanes; ++l) lanes[l] += Popcount32(row[k] ^ panel[k * kPanelLanes + l]);
       }
-      for (int64_t l = 0; l < kPanelLanes && j0 + l < n; ++l) dots[i * dots_stride + j0 + l] = bits - 2 * lanes[l];
+      for (int64_t l = 0; l < kPanelLanes && j0 + l < n; ++l) out.Store(i, j0 + l, lanes[l]);
     }
   }
 }

@@ -112,9 +112,10 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g, OutputMode 
 // 4-row tiles) x every filter, so a task writes whole output words.
 constexpr int64_t kFilterBlock = 64, kPixelBlock = 3 * kPanelLanes, kPixelRows = 8;
 
-// ThreadScratch buffers: the receptive fields of an image, and a packed-output task's counts.
+// ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots or a float-output task's
+// zero-padding offsets.
 struct FieldsScratch;
-struct CountsScratch;
+struct DotsScratch;
 
 class BinaryConv2D {
  public:
@@ -267,11 +268,12 @@ class BinaryConv2D {
         ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t task) {
           const int64_t p_begin = static_cast<int64_t>(task) * kPixelRows;
           const int64_t count = std::min(kPixelRows, pixels - p_begin);
-          int32_t* acc = ThreadScratch<CountsScratch, int32_t>(static_cast<size_t>(count * out_c));  // [pixel][o]
+          int32_t* acc = ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(count * out_c));  // [pixel][o]
           for (int64_t grp = 0; grp < g.group; ++grp) {
+            GemmOutput out{full_field, out_c};
+            out.dots = acc + grp * per_group;
             gemm(fields + grp * group_words + p_begin * field_words, field_words, count,
-                 f.bits.data() + grp * PanelWords(per_group, field_words), per_group, field_words,
-                 full_field, acc + grp * per_group, out_c);
+                 f.bits.data() + grp * PanelWords(per_group, field_words), per_group, field_words, out);
           }
           for (int64_t i = 0; i < count; ++i) {
             const int64_t p = p_begin + i;
@@ -292,18 +294,24 @@ class BinaryConv2D {
         const int64_t filters = std::min(kFilterBlock, (grp + 1) * per_group - o_begin);
         const int64_t p_begin = pixel_block * kPixelBlock;
         const int64_t count = std::min(kPixelBlock, pixels - p_begin);
-        int32_t acc[kFilterBlock * kPixelBlock];  // [filter][pixel]
-        gemm(f.bits.data() + o_begin * field_words, field_words, filters,
-             fields + grp * group_words + PanelOffset(p_begin, field_words), count, field_words, full_field, acc, count);
-        if (!g.one_padding) {
+        GemmOutput out{full_field, pixels};
+        out.floats = y_image + o_begin * pixels + p_begin;
+        out.multiplier = params.multiplier() + o_begin;
+        out.bias = params.bias() + o_begin;
+        out.relu = params.spec().relu;
+        bool border = false;
+        for (int64_t p = p_begin; p < p_begin + count; ++p) border = border || !InsideInput(window, p / out_w, p % out_w);
+        if (!g.one_padding && border) {
+          int32_t* offsets = ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(filters * count));
+          std::fill(offsets, offsets + filters * count, 0);
           for (int64_t i = 0; i < count; ++i) {
             const int64_t p = p_begin + i;
-            SubtractPaddedTaps(window, p / out_w, p % out_w, o_begin, filters, acc + i, count);
+            SubtractPaddedTaps(window, p / out_w, p % out_w, o_begin, filters, offsets + i, count);
           }
+          out.dot_offsets = offsets, out.offsets_stride = count;
         }
-        for (int64_t o = 0; o < filters; ++o) {
-          params.WriteChannelFloats(o_begin + o, acc + o * count, count, y_image + (o_begin + o) * pixels + p_begin);
-        }
+        gemm(f.bits.data() + o_begin * field_words, field_words, filters,
+             fields + grp * group_words + PanelOffset(p_begin, field_words), count, field_words, out);
       });
     }
   }

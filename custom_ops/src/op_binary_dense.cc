@@ -113,8 +113,9 @@ class BinaryDense {
       const int64_t o_begin = (static_cast<int64_t>(task) % blocks) * kChannelBlock;
       const int64_t count = std::min(kChannelBlock, out_c - o_begin);
       int32_t acc[kChannelBlock];
-      layer_.gemm()(rows + n * words, words, 1, w.panels.data() + PanelOffset(o_begin, words), count, words, full, acc,
-                    kChannelBlock);
+      GemmOutput out{full, kChannelBlock};
+      out.dots = acc;
+      layer_.gemm()(rows + n * words, words, 1, w.panels.data() + PanelOffset(o_begin, words), count, words, out);
       if (packed_out) {
         params.WriteBits(acc, o_begin, count, y_packed + n * WordsFor(out_c) + o_begin / kWordBits);
       } else {

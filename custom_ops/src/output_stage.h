@@ -30,23 +30,14 @@ class OutputParams {
   OutputParams(const OutputSpec& spec, const TensorIn& first, const TensorIn& second, int64_t channels);
 
   const OutputSpec& spec() const { return spec_; }
+  const float* multiplier() const { return multiplier_.data(); }
+  const float* bias() const { return bias_.data(); }
 
   // Float mode: act(multiplier[o] * acc + bias[o]). Built without FMA contraction so results match the
   // reference's separate multiply and add exactly.
   float FloatValue(int64_t o, int32_t acc) const {
     const float y = static_cast<float>(acc) * multiplier_[o] + bias_[o];
     return spec_.relu && y < 0.0f ? 0.0f : y;
-  }
-
-  // FloatValue for `count` accumulators of one channel o, written to dst[0:count]: the channel's constants are
-  // read once, so the loop vectorizes.
-  void WriteChannelFloats(int64_t o, const int32_t* acc, int64_t count, float* dst) const {
-    const float multiplier = multiplier_[o], bias = bias_[o];
-    if (spec_.relu) {
-      for (int64_t i = 0; i < count; ++i) dst[i] = std::max(static_cast<float>(acc[i]) * multiplier + bias, 0.0f);
-    } else {
-      for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<float>(acc[i]) * multiplier + bias;
-    }
   }
 
   // Packed mode: +1 (bit 0) iff direction[o] * acc >= threshold[o]; otherwise -1 (bit 1). Packs channels
