@@ -73,11 +73,25 @@ void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t m, const Word* b_
                       const GemmOutput& out);
 #endif
 
+// Builds one panel of receptive fields straight from an image (BinaryConv2D's float output): word
+// t * tap_words + c of lane l is image[lane_offsets[l] + tap_offsets[t] + c] if bit l of tap_masks[t] is set (the
+// tap lies inside the image), else 0 (+1). Offsets are in words; every such index fits int32.
+using GatherPanelFn = void (*)(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
+                               const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel);
+
+void GatherPanelPortable(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
+                         const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel);
+#if defined(BNN2ONNX_HAVE_X86_KERNELS)
+void GatherPanelAvx512(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
+                       const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel);
+#endif
+
 enum class Isa { kPortable, kAvx2, kAvx512 };
 
 // The best implementation this CPU runs. BNN2ONNX_ISA=portable|avx2 caps the choice (the tests run every kernel
 // the machine has against the reference).
 Isa SelectIsa();
 BinaryGemmFn BinaryGemmFor(Isa isa);
+GatherPanelFn GatherPanelFor(Isa isa);  // AVX-512 gathers; the portable one otherwise
 
 }  // namespace bnn2onnx

@@ -89,4 +89,17 @@ void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t m, const Word* b_
   }
 }
 
+void GatherPanelAvx512(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
+                       const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel) {
+  const __m512i lanes = _mm512_loadu_si512(lane_offsets);
+  for (int64_t t = 0; t < taps; ++t) {
+    for (int64_t c = 0; c < tap_words; ++c) {
+      const __m512i index = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(tap_offsets[t] + c)));
+      // Lanes outside the mask are not read (no fault for a padded tap) and come out as zero words.
+      const __m512i words = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), tap_masks[t], index, image, 4);
+      _mm512_storeu_si512(panel + (t * tap_words + c) * kPanelLanes, words);
+    }
+  }
+}
+
 }  // namespace bnn2onnx

@@ -42,4 +42,12 @@ BinaryGemmFn BinaryGemmFor(Isa isa) {
   }
 }
 
+GatherPanelFn GatherPanelFor(Isa isa) {
+#if defined(BNN2ONNX_HAVE_X86_KERNELS)
+  if (isa == Isa::kAvx512) return GatherPanelAvx512;
+#endif
+  (void)isa;
+  return GatherPanelPortable;
+}
+
 }  // namespace bnn2onnx

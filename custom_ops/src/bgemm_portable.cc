@@ -28,4 +28,16 @@ void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t m, const Word* 
   }
 }
 
+void GatherPanelPortable(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
+                         const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel) {
+  for (int64_t t = 0; t < taps; ++t) {
+    for (int64_t c = 0; c < tap_words; ++c) {
+      Word* word = panel + (t * tap_words + c) * kPanelLanes;
+      for (int64_t l = 0; l < kPanelLanes; ++l) {
+        word[l] = (tap_masks[t] >> l & 1) ? image[lane_offsets[l] + tap_offsets[t] + c] : Word{0};
+      }
+    }
+  }
+}
+
 }  // namespace bnn2onnx

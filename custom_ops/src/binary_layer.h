@@ -24,7 +24,7 @@ class BinaryLayer {
   using Prepare = std::function<Weights(const TensorIn&)>;
 
   BinaryLayer(const OrtKernelInfo* info, Prepare prepare)
-      : spec_(ReadOutputSpec(Attributes(info))), gemm_(BinaryGemmFor(SelectIsa())),
+      : spec_(ReadOutputSpec(Attributes(info))), isa_(SelectIsa()), gemm_(BinaryGemmFor(isa_)),
         prepare_(std::move(prepare)) {
     CheckDeclaredParamTypes(info, spec_);
     if (const auto x_type = DeclaredInputType(info, 0)) {
@@ -48,10 +48,12 @@ class BinaryLayer {
     run(x, weights, params_ ? *params_ : *runtime_params);
   }
 
+  Isa isa() const { return isa_; }
   BinaryGemmFn gemm() const { return gemm_; }
 
  private:
   OutputSpec spec_;
+  Isa isa_;
   BinaryGemmFn gemm_;
   Prepare prepare_;
   std::optional<Weights> weights_;

@@ -8,7 +8,7 @@
 // then already exact; zero padding subtracts, at border pixels, what a +1 input would have contributed at each
 // padded tap (precomputed per filter tap).
 #include <algorithm>
-#include <cstring>
+#include <limits>
 #include <optional>
 
 #include "binary_layer.h"
@@ -113,9 +113,10 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g, OutputMode 
 constexpr int64_t kFilterBlock = 64, kPixelBlock = 3 * kPanelLanes, kPixelRows = 8;
 
 // ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots or a float-output task's
-// zero-padding offsets.
+// zero-padding offsets; a panel's tap masks.
 struct FieldsScratch;
 struct DotsScratch;
+struct TapMasksScratch;
 
 class BinaryConv2D {
  public:
@@ -141,7 +142,8 @@ class BinaryConv2D {
   explicit BinaryConv2D(const OrtKernelInfo* info)
       : geometry_(ReadGeometry(Attributes(info))),
         mode_(ReadOutputSpec(Attributes(info)).mode),
-        layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_, mode_); }) {}
+        layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_, mode_); }),
+        gather_panel_(GatherPanelFor(layer_.isa())) {}
 
   // layer_ holds a callback into this object: never copied or moved.
   BinaryConv2D(const BinaryConv2D&) = delete;
@@ -227,6 +229,8 @@ class BinaryConv2D {
     Word* y_packed = packed_out ? reinterpret_cast<Word*>(y.GetTensorMutableData<int32_t>()) : nullptr;
 
     const PackedInput in = PrepareInput(ctx, x, batch, height, width);
+    Check(height * width * in.pixel_stride <= std::numeric_limits<int32_t>::max(), "input (input 0) shape ",
+          ShapeStr(x.shape), ": an image of more than 2^31 packed words is not supported");
     const int64_t pixels = out_h * out_w;
     const int64_t field_words = f.field_words;
     const int64_t per_group = out_c / g.group;
@@ -239,28 +243,30 @@ class BinaryConv2D {
     const Window window{f, height, width};
     const BinaryGemmFn gemm = layer_.gemm();
 
+    const int64_t image_words = height * width * in.pixel_stride;
+    const std::vector<int32_t> tap_offsets = TapOffsets(f, width, in.pixel_stride);
+    const int64_t panels = (pixels + kPanelLanes - 1) / kPanelLanes;
+
     for (int64_t n = 0; n < batch; ++n) {
-      ParallelFor(ctx, static_cast<size_t>(out_h), [&](size_t oh) {
-        for (int64_t ow = 0; ow < out_w; ++ow) {
-          const int64_t p = static_cast<int64_t>(oh) * out_w + ow;
-          for (int64_t grp = 0; grp < g.group; ++grp) {
-            Word* group_fields = fields + grp * group_words;
-            if (packed_out) {
-              GatherField(in, window, n, static_cast<int64_t>(oh), ow, grp, group_fields + p * field_words, 1);
-            } else {
-              GatherField(in, window, n, static_cast<int64_t>(oh), ow, grp,
-                          group_fields + PanelOffset(p, field_words), kPanelLanes);
+      const Word* image = in.base + n * image_words;
+      if (packed_out) {
+        ParallelFor(ctx, static_cast<size_t>(out_h), [&](size_t oh) {
+          for (int64_t ow = 0; ow < out_w; ++ow) {
+            const int64_t p = static_cast<int64_t>(oh) * out_w + ow;
+            for (int64_t grp = 0; grp < g.group; ++grp) {
+              GatherRow(in, window, n, static_cast<int64_t>(oh), ow, grp, fields + grp * group_words + p * field_words);
             }
           }
-        }
-      });
-      if (!packed_out) {
-        for (int64_t grp = 0; grp < g.group; ++grp) {
-          for (int64_t p = pixels; p % kPanelLanes != 0; ++p) {
-            Word* lane = fields + grp * group_words + PanelOffset(p, field_words);
-            for (int64_t k = 0; k < field_words; ++k) lane[k * kPanelLanes] = 0;
-          }
-        }
+        });
+      } else {
+        ParallelFor(ctx, static_cast<size_t>(g.group * panels), [&](size_t task) {
+          const int64_t grp = static_cast<int64_t>(task) / panels, panel = static_cast<int64_t>(task) % panels;
+          int32_t lane_offsets[kPanelLanes];
+          uint16_t* tap_masks = ThreadScratch<TapMasksScratch, uint16_t>(static_cast<size_t>(f.Taps()));
+          PanelLanes(window, panel * kPanelLanes, pixels, out_w, grp, in.pixel_stride, lane_offsets, tap_masks);
+          gather_panel_(image, lane_offsets, tap_offsets.data(), tap_masks, f.Taps(), g.words_per_group,
+                        fields + grp * group_words + panel * field_words * kPanelLanes);
+        });
       }
       if (packed_out) {
         Word* y_image = y_packed + n * pixels * WordsFor(out_c);
@@ -330,10 +336,10 @@ class BinaryConv2D {
            left + (w.filter.kernel_w - 1) * g.dilation_w < w.width;
   }
 
-  // Writes group grp's receptive field of output pixel (oh, ow) of image n: word k at dst[k * step]; padded taps
-  // as zero words (+1).
-  void GatherField(const PackedInput& in, const Window& w, int64_t n, int64_t oh, int64_t ow, int64_t grp, Word* dst,
-                   int64_t step) const {
+  // Writes group grp's receptive field of output pixel (oh, ow) of image n to dst (a row of the packed-output
+  // GEMM); padded taps as zero words (+1).
+  void GatherRow(const PackedInput& in, const Window& w, int64_t n, int64_t oh, int64_t ow, int64_t grp,
+                 Word* dst) const {
     const ConvGeometry& g = geometry_;
     const PackedFilter& f = w.filter;
     const int64_t tap_words = g.words_per_group;
@@ -344,8 +350,7 @@ class BinaryConv2D {
       const int64_t row_words = f.kernel_w * tap_words;
       for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
         const Word* src = in.base + ((n * w.height + top + kh * g.dilation_h) * w.width + left) * in.pixel_stride;
-        Word* row = dst + kh * row_words * step;
-        for (int64_t i = 0; i < row_words; ++i) row[i * step] = src[i];
+        std::copy(src, src + row_words, dst + kh * row_words);
       }
       return;
     }
@@ -353,13 +358,48 @@ class BinaryConv2D {
       const int64_t ih = top + kh * g.dilation_h;
       for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
         const int64_t iw = left + kw * g.dilation_w;
-        Word* tap = dst + (kh * f.kernel_w + kw) * tap_words * step;
+        Word* tap = dst + (kh * f.kernel_w + kw) * tap_words;
         if (ih < 0 || ih >= w.height || iw < 0 || iw >= w.width) {
-          for (int64_t i = 0; i < tap_words; ++i) tap[i * step] = 0;
+          std::fill(tap, tap + tap_words, Word{0});
           continue;
         }
         const Word* src = in.base + ((n * w.height + ih) * w.width + iw) * in.pixel_stride + grp * tap_words;
-        for (int64_t i = 0; i < tap_words; ++i) tap[i * step] = src[i];
+        std::copy(src, src + tap_words, tap);
+      }
+    }
+  }
+
+  // Where each tap of a receptive field starts, in words from its top-left pixel's group start.
+  std::vector<int32_t> TapOffsets(const PackedFilter& f, int64_t width, int64_t pixel_stride) const {
+    const ConvGeometry& g = geometry_;
+    std::vector<int32_t> offsets;
+    for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
+        offsets.push_back(static_cast<int32_t>((kh * g.dilation_h * width + kw * g.dilation_w) * pixel_stride));
+      }
+    }
+    return offsets;
+  }
+
+  // The panel of output pixels [p_begin, p_begin + 16) for the panel gather: each lane's top-left word offset in
+  // its image (for group grp), and per tap the lanes whose tap lies inside the image (none past the last pixel).
+  void PanelLanes(const Window& w, int64_t p_begin, int64_t pixels, int64_t out_w, int64_t grp, int64_t pixel_stride,
+                  int32_t* lane_offsets, uint16_t* tap_masks) const {
+    const ConvGeometry& g = geometry_;
+    const PackedFilter& f = w.filter;
+    std::fill(tap_masks, tap_masks + f.Taps(), uint16_t{0});
+    for (int64_t l = 0; l < kPanelLanes; ++l) {
+      lane_offsets[l] = 0;
+      const int64_t p = p_begin + l;
+      if (p >= pixels) continue;
+      const int64_t top = p / out_w * g.stride_h - g.pad_top, left = p % out_w * g.stride_w - g.pad_left;
+      lane_offsets[l] = static_cast<int32_t>((top * w.width + left) * pixel_stride + grp * g.words_per_group);
+      for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
+        const int64_t ih = top + kh * g.dilation_h;
+        for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
+          const int64_t iw = left + kw * g.dilation_w;
+          if (ih >= 0 && ih < w.height && iw >= 0 && iw < w.width) tap_masks[kh * f.kernel_w + kw] |= 1u << l;
+        }
       }
     }
   }
@@ -387,6 +427,7 @@ class BinaryConv2D {
   ConvGeometry geometry_;
   OutputMode mode_;
   BinaryLayer<PackedFilter> layer_;
+  GatherPanelFn gather_panel_;
 };
 
 }  // namespace
