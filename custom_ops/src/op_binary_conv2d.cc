@@ -388,12 +388,18 @@ class BinaryConv2D {
     const ConvGeometry& g = geometry_;
     const PackedFilter& f = w.filter;
     std::fill(tap_masks, tap_masks + f.Taps(), uint16_t{0});
+    uint16_t inside = 0;  // lanes whose every tap lies inside: set in every mask at the end
     for (int64_t l = 0; l < kPanelLanes; ++l) {
       lane_offsets[l] = 0;
       const int64_t p = p_begin + l;
       if (p >= pixels) continue;
-      const int64_t top = p / out_w * g.stride_h - g.pad_top, left = p % out_w * g.stride_w - g.pad_left;
+      const int64_t oh = p / out_w, ow = p % out_w;
+      const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
       lane_offsets[l] = static_cast<int32_t>((top * w.width + left) * pixel_stride + grp * g.words_per_group);
+      if (InsideInput(w, oh, ow)) {
+        inside |= static_cast<uint16_t>(1u << l);
+        continue;
+      }
       for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
         const int64_t ih = top + kh * g.dilation_h;
         for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
@@ -402,6 +408,7 @@ class BinaryConv2D {
         }
       }
     }
+    for (int64_t t = 0; t < f.Taps(); ++t) tap_masks[t] |= inside;
   }
 
   // Zero padding: a padded tap was counted as +1 input; take away what +1 contributes there, for filters
