@@ -29,16 +29,19 @@ constexpr int64_t PanelOffset(int64_t j, int64_t words) {
 // Writes the n rows (`stride` words apart, `words` words each) into `panels` (PanelWords(n, words) words).
 void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word* panels);
 
-// Where and how a GEMM stores result (i, j), at [i * stride + j] of either output:
-// - dots (int32): dot = bits - 2 * popcount(a_i xor b_j), `bits` being the real (non-padding) bits of a row;
-// - floats: act(float(dot + dot_offsets[i * offsets_stride + j]) * multiplier[i] + bias[i]), act = ReLU or none,
-//   one multiplier and bias per row of A (docs/ops.md, float output; a separate multiply and add, as the reference
-//   rounds). dot_offsets is optional (zero padding's correction at border pixels).
+// Where and how a GEMM stores result (i, j) of dot = bits - 2 * popcount(a_i xor b_j) + dot_offsets[i *
+// offsets_stride + j] (`bits`: the real, non-padding bits of a row; dot_offsets, optional: zero padding's
+// correction at border pixels), either
+// - as int32 at dots[i * stride + j], or
+// - as float act(float(dot) * multiplier[r] + bias[r]) (act: ReLU or none; a separate multiply and add, rounded as
+//   the reference does, docs/ops.md) at floats[r * stride + c], where (r, c) = (i, j), or (j, i) when
+//   `transposed` (then the multiplier and bias are per column of B).
 struct GemmOutput {
   int32_t bits = 0;
   int64_t stride = 0;
   int32_t* dots = nullptr;
   float* floats = nullptr;
+  bool transposed = false;
   const float* multiplier = nullptr;
   const float* bias = nullptr;
   bool relu = false;
@@ -47,15 +50,14 @@ struct GemmOutput {
 
   // Result (i, j) from its popcount, one at a time (the portable and AVX2 kernels; AVX-512 stores 16 at once).
   void Store(int64_t i, int64_t j, int32_t popcount) const {
-    const int32_t dot = bits - 2 * popcount;
-    const int64_t at = i * stride + j;
+    const int32_t dot = bits - 2 * popcount + (dot_offsets ? dot_offsets[i * offsets_stride + j] : 0);
     if (floats == nullptr) {
-      dots[at] = dot;
+      dots[i * stride + j] = dot;
       return;
     }
-    const int32_t value = dot_offsets ? dot + dot_offsets[i * offsets_stride + j] : dot;
-    const float y = static_cast<float>(value) * multiplier[i] + bias[i];
-    floats[at] = relu && y < 0.0f ? 0.0f : y;
+    const int64_t r = transposed ? j : i, c = transposed ? i : j;
+    const float y = static_cast<float>(dot) * multiplier[r] + bias[r];
+    floats[r * stride + c] = relu && y < 0.0f ? 0.0f : y;
   }
 };
 

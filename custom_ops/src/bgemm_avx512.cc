@@ -14,21 +14,29 @@ constexpr int kMaxRows = 4, kMaxPanels = 3;
 
 // Stores 16 results of row i from columns j.. (the lanes set in `lanes`) from their popcounts (GemmOutput::Store).
 inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcounts, __mmask16 lanes) {
-  const __m512i dot = _mm512_sub_epi32(_mm512_set1_epi32(out.bits), _mm512_add_epi32(popcounts, popcounts));
-  const int64_t at = i * out.stride + j;
+  __m512i dot = _mm512_sub_epi32(_mm512_set1_epi32(out.bits), _mm512_add_epi32(popcounts, popcounts));
+  if (out.dot_offsets) {
+    dot = _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, out.dot_offsets + i * out.offsets_stride + j));
+  }
   if (out.floats == nullptr) {
-    _mm512_mask_storeu_epi32(out.dots + at, lanes, dot);
+    _mm512_mask_storeu_epi32(out.dots + i * out.stride + j, lanes, dot);
     return;
   }
-  const __m512i value =
-      out.dot_offsets ? _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, out.dot_offsets + i * out.offsets_stride + j))
-                      : dot;
   // The zero-masking forms: the plain ones trip GCC 12's -Wmaybe-uninitialized inside its own headers.
-  __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(lanes, value), _mm512_set1_ps(out.multiplier[i])),
-                           _mm512_set1_ps(out.bias[i]));
+  const __m512 multiplier = out.transposed ? _mm512_maskz_loadu_ps(lanes, out.multiplier + j)
+                                           : _mm512_set1_ps(out.multiplier[i]);
+  const __m512 bias = out.transposed ? _mm512_maskz_loadu_ps(lanes, out.bias + j) : _mm512_set1_ps(out.bias[i]);
+  __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(lanes, dot), multiplier), bias);
   // max(0, y) is 0 > y ? 0 : y: NaN and -0.0 pass through, as `y < 0 ? 0 : y` does.
   if (out.relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
-  _mm512_mask_storeu_ps(out.floats + at, lanes, y);
+  if (!out.transposed) {
+    _mm512_mask_storeu_ps(out.floats + i * out.stride + j, lanes, y);
+    return;
+  }
+  // Lane l is column j + l: a row of its own, `stride` floats apart (16 * stride fits int32, see the caller).
+  const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(static_cast<int>(out.stride)));
+  _mm512_mask_i32scatter_ps(out.floats + j * out.stride + i, lanes, rows, y, 4);
 }
 
 // Rows [i, i + R) of A (a points at row i) against panels [0, P) of B (b points at the panel of column j); lanes

@@ -2,11 +2,11 @@
 //
 // Each output pixel's receptive field (per group) is gathered into one packed field of KH*KW taps (padded taps
 // as +1, i.e. zero words), and the binary GEMM takes its +-1 dot product with every filter of the group.
-// Float output (NCHW) computes dots[filter][pixel]: filters are the GEMM's row-major side and the fields its
-// panel side, so a vector lane is a pixel and each channel's row is stored contiguously. Packed output (NHWC)
-// computes dots[pixel][filter]: fields are the rows and the filters, prepared once, the panels. One padding is
-// then already exact; zero padding subtracts, at border pixels, what a +1 input would have contributed at each
-// padded tap (precomputed per filter tap).
+// Pixels as lanes (float output, NCHW): filters are the GEMM's row side and the fields its panels, so each
+// channel's row of pixels is stored 16 at a time. Filters as lanes (packed output, NHWC; and float output when
+// the pixels fill panels worse than the filters do, e.g. 7x7): fields are the rows and the filters the panels.
+// One padding is then already exact; zero padding adds, at border pixels, an offset that takes away what a +1
+// input contributed at each padded tap (precomputed per filter tap).
 #include <algorithm>
 #include <limits>
 #include <optional>
@@ -53,18 +53,19 @@ ConvGeometry ReadGeometry(const Attributes& attributes) {
   return g;
 }
 
-// The packed filter in the GEMM layout of the output mode, plus, per filter tap, what a tap of all-+1 input
-// contributes: Cg - 2 * popcount(w_tap).
+// The packed filter in both GEMM layouts, plus, per filter tap, what a tap of all-+1 input contributes:
+// Cg - 2 * popcount(w_tap).
 struct PackedFilter {
   int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
   int64_t field_words = 0;       // KH * KW * words_per_group
-  std::vector<Word> bits;        // float output: rows [O, field_words]; packed output: per group, its filters' panels
+  std::vector<Word> rows;        // [O, field_words]: the GEMM's row side (filters x pixel panels)
+  std::vector<Word> panels;      // per group, its filters' panels: the GEMM's panel side (pixel rows x filters)
   std::vector<int32_t> tap_sum;  // [O, KH * KW]
 
   int64_t Taps() const { return kernel_h * kernel_w; }
 };
 
-PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g, OutputMode mode) {
+PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
   CheckType(w, "weights (input 1)", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
   CheckRank(w, "weights (input 1)", 4);
   PackedFilter f;
@@ -88,15 +89,12 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g, OutputMode 
         " in a tap's last word; padding bits must be 0");
   f.field_words = f.Taps() * g.words_per_group;
   const Word* filters = w.As<Word>();
-  if (mode == OutputMode::kFloat) {
-    f.bits.assign(filters, filters + f.out_channels * f.field_words);
-  } else {
-    const int64_t per_group = f.out_channels / g.group, group_words = PanelWords(per_group, f.field_words);
-    f.bits.resize(static_cast<size_t>(g.group * group_words));
-    for (int64_t grp = 0; grp < g.group; ++grp) {
-      PackPanels(filters + grp * per_group * f.field_words, f.field_words, per_group, f.field_words,
-                 f.bits.data() + grp * group_words);
-    }
+  f.rows.assign(filters, filters + f.out_channels * f.field_words);
+  const int64_t per_group = f.out_channels / g.group, group_words = PanelWords(per_group, f.field_words);
+  f.panels.resize(static_cast<size_t>(g.group * group_words));
+  for (int64_t grp = 0; grp < g.group; ++grp) {
+    PackPanels(filters + grp * per_group * f.field_words, f.field_words, per_group, f.field_words,
+               f.panels.data() + grp * group_words);
   }
   f.tap_sum.resize(rows);
   for (int64_t r = 0; r < rows; ++r) {
@@ -107,15 +105,16 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g, OutputMode 
   return f;
 }
 
-// Work split of the GEMM. Float output: tasks of up to kFilterBlock filters x kPixelBlock pixels (whole panels,
-// a multiple of the AVX-512 kernel's 3-panel tile). Packed output: tasks of kPixelRows pixels (two of its
-// 4-row tiles) x every filter, so a task writes whole output words.
+// Work split of the GEMM. Pixels as lanes: tasks of up to kFilterBlock filters x kPixelBlock pixels (whole panels,
+// a multiple of the AVX-512 kernel's 3-panel tile). Filters as lanes: tasks of kPixelRows pixels (two of its
+// 4-row tiles) x every filter, so a packed-output task writes whole output words.
 constexpr int64_t kFilterBlock = 64, kPixelBlock = 3 * kPanelLanes, kPixelRows = 8;
 
-// ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots or a float-output task's
-// zero-padding offsets; a panel's tap masks.
+// ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots; a task's zero-padding
+// offsets; a panel's tap masks.
 struct FieldsScratch;
 struct DotsScratch;
+struct OffsetsScratch;
 struct TapMasksScratch;
 
 class BinaryConv2D {
@@ -141,8 +140,7 @@ class BinaryConv2D {
 
   explicit BinaryConv2D(const OrtKernelInfo* info)
       : geometry_(ReadGeometry(Attributes(info))),
-        mode_(ReadOutputSpec(Attributes(info)).mode),
-        layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_, mode_); }),
+        layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_); }),
         gather_panel_(GatherPanelFor(layer_.isa())) {}
 
   // layer_ holds a callback into this object: never copied or moved.
@@ -235,9 +233,10 @@ class BinaryConv2D {
     const int64_t field_words = f.field_words;
     const int64_t per_group = out_c / g.group;
     const int32_t full_field = static_cast<int32_t>(f.Taps() * g.channels_per_group);
-    // One image's receptive fields, per group: rows (packed output) or panels (float output). Every word is
+    const bool filter_lanes = packed_out || FilterLanesFillBetter(pixels, per_group);
+    // One image's receptive fields, per group: rows (filters as lanes) or panels (pixels as lanes). Every word is
     // written for each image, padded taps and the lanes of the last panel past the last pixel as zeros.
-    const int64_t group_words = packed_out ? pixels * field_words : PanelWords(pixels, field_words);
+    const int64_t group_words = filter_lanes ? pixels * field_words : PanelWords(pixels, field_words);
     Word* fields = ThreadScratch<FieldsScratch, Word>(
         static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
     const Window window{f, height, width};
@@ -249,7 +248,7 @@ class BinaryConv2D {
 
     for (int64_t n = 0; n < batch; ++n) {
       const Word* image = in.base + n * image_words;
-      if (packed_out) {
+      if (filter_lanes) {
         ParallelFor(ctx, static_cast<size_t>(out_h), [&](size_t oh) {
           for (int64_t ow = 0; ow < out_w; ++ow) {
             const int64_t p = static_cast<int64_t>(oh) * out_w + ow;
@@ -268,23 +267,29 @@ class BinaryConv2D {
                         fields + grp * group_words + panel * field_words * kPanelLanes);
         });
       }
-      if (packed_out) {
-        Word* y_image = y_packed + n * pixels * WordsFor(out_c);
+      if (filter_lanes) {
         const int64_t tasks = (pixels + kPixelRows - 1) / kPixelRows;
         ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t task) {
           const int64_t p_begin = static_cast<int64_t>(task) * kPixelRows;
           const int64_t count = std::min(kPixelRows, pixels - p_begin);
-          int32_t* acc = ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(count * out_c));  // [pixel][o]
+          const int32_t* offsets = PaddingOffsets(window, p_begin, count, out_w, 0, out_c, out_c, 1);
+          int32_t* dots = packed_out ? ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(count * out_c)) : nullptr;
           for (int64_t grp = 0; grp < g.group; ++grp) {
-            GemmOutput out{full_field, out_c};
-            out.dots = acc + grp * per_group;
+            const int64_t o_begin = grp * per_group;
+            GemmOutput out{full_field, packed_out ? out_c : pixels};
+            if (packed_out) {
+              out.dots = dots + o_begin;  // [pixel][filter]
+            } else {
+              out.floats = y_float + (n * out_c + o_begin) * pixels + p_begin, out.transposed = true;
+              out.multiplier = params.multiplier() + o_begin, out.bias = params.bias() + o_begin;
+              out.relu = params.spec().relu;
+            }
+            if (offsets) out.dot_offsets = offsets + o_begin, out.offsets_stride = out_c;
             gemm(fields + grp * group_words + p_begin * field_words, field_words, count,
-                 f.bits.data() + grp * PanelWords(per_group, field_words), per_group, field_words, out);
+                 f.panels.data() + grp * PanelWords(per_group, field_words), per_group, field_words, out);
           }
-          for (int64_t i = 0; i < count; ++i) {
-            const int64_t p = p_begin + i;
-            if (!g.one_padding) SubtractPaddedTaps(window, p / out_w, p % out_w, 0, out_c, acc + i * out_c, 1);
-            params.WriteBits(acc + i * out_c, 0, out_c, y_image + p * WordsFor(out_c));
+          for (int64_t i = 0; packed_out && i < count; ++i) {
+            params.WriteBits(dots + i * out_c, 0, out_c, y_packed + (n * pixels + p_begin + i) * WordsFor(out_c));
           }
         });
         continue;
@@ -305,18 +310,10 @@ class BinaryConv2D {
         out.multiplier = params.multiplier() + o_begin;
         out.bias = params.bias() + o_begin;
         out.relu = params.spec().relu;
-        bool border = false;
-        for (int64_t p = p_begin; p < p_begin + count; ++p) border = border || !InsideInput(window, p / out_w, p % out_w);
-        if (!g.one_padding && border) {
-          int32_t* offsets = ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(filters * count));
-          std::fill(offsets, offsets + filters * count, 0);
-          for (int64_t i = 0; i < count; ++i) {
-            const int64_t p = p_begin + i;
-            SubtractPaddedTaps(window, p / out_w, p % out_w, o_begin, filters, offsets + i, count);
-          }
+        if (const int32_t* offsets = PaddingOffsets(window, p_begin, count, out_w, o_begin, filters, 1, count)) {
           out.dot_offsets = offsets, out.offsets_stride = count;
         }
-        gemm(f.bits.data() + o_begin * field_words, field_words, filters,
+        gemm(f.rows.data() + o_begin * field_words, field_words, filters,
              fields + grp * group_words + PanelOffset(p_begin, field_words), count, field_words, out);
       });
     }
@@ -411,6 +408,32 @@ class BinaryConv2D {
     for (int64_t t = 0; t < f.Taps(); ++t) tap_masks[t] |= inside;
   }
 
+  // Whether float output computes fewer idle lanes with filters as lanes (e.g. 49 pixels fill 4 panels, 64 lanes,
+  // while 512 filters fill 32 exactly), by a margin that pays for its scattered stores. Its scatter indices
+  // (16 rows of `pixels` floats) must fit int32.
+  static bool FilterLanesFillBetter(int64_t pixels, int64_t filters) {
+    const auto lanes = [](int64_t n) { return (n + kPanelLanes - 1) / kPanelLanes * kPanelLanes; };
+    return pixels * kPanelLanes <= std::numeric_limits<int32_t>::max() &&
+           lanes(filters) * pixels * 8 < lanes(pixels) * filters * 7;
+  }
+
+  // Zero padding's dot offsets for output pixels [p_begin, p_begin + count) x filters [o_begin, o_begin + filters),
+  // at [i * pixel_step + o * filter_step] (a per-thread buffer); nullptr when nothing is padded there.
+  const int32_t* PaddingOffsets(const Window& w, int64_t p_begin, int64_t count, int64_t out_w, int64_t o_begin,
+                                int64_t filters, int64_t pixel_step, int64_t filter_step) const {
+    if (geometry_.one_padding) return nullptr;
+    bool padded = false;
+    for (int64_t p = p_begin; p < p_begin + count; ++p) padded = padded || !InsideInput(w, p / out_w, p % out_w);
+    if (!padded) return nullptr;
+    int32_t* offsets = ThreadScratch<OffsetsScratch, int32_t>(static_cast<size_t>(count * filters));
+    std::fill(offsets, offsets + count * filters, 0);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t p = p_begin + i;
+      SubtractPaddedTaps(w, p / out_w, p % out_w, o_begin, filters, offsets + i * pixel_step, filter_step);
+    }
+    return offsets;
+  }
+
   // Zero padding: a padded tap was counted as +1 input; take away what +1 contributes there, for filters
   // [o_begin, o_begin + filters). acc points at filter o_begin's count; filters are channel_step apart.
   void SubtractPaddedTaps(const Window& w, int64_t oh, int64_t ow, int64_t o_begin, int64_t filters, int32_t* acc,
@@ -432,7 +455,6 @@ class BinaryConv2D {
   }
 
   ConvGeometry geometry_;
-  OutputMode mode_;
   BinaryLayer<PackedFilter> layer_;
   GatherPanelFn gather_panel_;
 };
