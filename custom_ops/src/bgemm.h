@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "bit_convention.h"
+#include "isa.h"
 
 namespace bnn2onnx {
 
@@ -88,11 +89,6 @@ void GatherPanelAvx512(const Word* image, const int32_t* lane_offsets, const int
                        const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel);
 #endif
 
-enum class Isa { kPortable, kAvx2, kAvx512 };
-
-// The best implementation this CPU runs. BNN2ONNX_ISA=portable|avx2 caps the choice (the tests run every kernel
-// the machine has against the reference).
-Isa SelectIsa();
 BinaryGemmFn BinaryGemmFor(Isa isa);
 GatherPanelFn GatherPanelFor(Isa isa);  // AVX-512 gathers; the portable one otherwise
 

@@ -1,4 +1,4 @@
-// Built with -mavx2; called only when the CPU reports AVX2 (bgemm_dispatch.cc). No std:: templates here: an
+// Built with -mavx2; called only when the CPU reports AVX2 (isa_dispatch.cc). No std:: templates here: an
 // out-of-line copy built for AVX2 could be the one the linker keeps for the whole library.
 // Register tiles of up to 3 rows of A x 1 panel of B (two 8-lane halves): per word of the reduction, one
 // broadcast per row is xored with the panel word and counted by nibble lookup (vpshufb) into per-byte counters,

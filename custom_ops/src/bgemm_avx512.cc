@@ -1,4 +1,4 @@
-// Built with -mavx512f -mavx512vpopcntdq; called only when the CPU reports both (bgemm_dispatch.cc). No std::
+// Built with -mavx512f -mavx512vpopcntdq; called only when the CPU reports both (isa_dispatch.cc). No std::
 // function templates here (see bgemm_avx2.cc).
 // Register tiles of up to 4 rows of A x 3 panels of B (12 accumulators of 16 counts): per word of the
 // reduction, 3 panel loads and 4 broadcasts feed 12 xor + vpopcntd + add, 512 bit-MACs per three instructions.

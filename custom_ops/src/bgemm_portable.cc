@@ -13,6 +13,14 @@ inline int32_t Popcount32(Word v) {
 
 }  // namespace
 
+void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word* panels) {
+  for (int64_t i = 0; i < PanelWords(n, words); ++i) panels[i] = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    Word* column = panels + PanelOffset(j, words);
+    for (int64_t k = 0; k < words; ++k) column[k * kPanelLanes] = rows[j * stride + k];
+  }
+}
+
 void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
                         const GemmOutput& out) {
   for (int64_t i = 0; i < m; ++i) {

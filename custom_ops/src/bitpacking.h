@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "bit_convention.h"
+#include "isa.h"
 
 namespace bnn2onnx {
 
@@ -12,6 +13,13 @@ namespace bnn2onnx {
 // [p_begin, p_end): words go to out[p * out_stride + out_offset + w], w < WordsFor(count), tail bits 0.
 void PackChannels(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin, int64_t p_end,
                   Word* out, int64_t out_stride, int64_t out_offset);
+#if defined(BNN2ONNX_HAVE_X86_KERNELS)
+// The same, 16 pixels at a time (a compare mask per channel ORs its bit into 16 words at once).
+void PackChannelsAvx512(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin,
+                        int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset);
+#endif
+using PackChannelsFn = decltype(&PackChannels);
+PackChannelsFn PackChannelsFor(Isa isa);
 
 // Copies channels [c_begin, c_begin + count) of packed pixels (in_stride words each) into their own zero-tailed
 // words at out[p * out_stride + out_offset + w], for pixels [p_begin, p_end).

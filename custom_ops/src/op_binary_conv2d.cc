@@ -141,7 +141,7 @@ class BinaryConv2D {
   explicit BinaryConv2D(const OrtKernelInfo* info)
       : geometry_(ReadGeometry(Attributes(info))),
         layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_); }),
-        gather_panel_(GatherPanelFor(layer_.isa())) {}
+        gather_panel_(GatherPanelFor(layer_.isa())), pack_channels_(PackChannelsFor(layer_.isa())) {}
 
   // layer_ holds a callback into this object: never copied or moved.
   BinaryConv2D(const BinaryConv2D&) = delete;
@@ -189,7 +189,7 @@ class BinaryConv2D {
           ExtractChannels(x.As<Word>() + n * pixels * in_stride, in_stride, c_begin, g.channels_per_group, p_begin,
                           p_begin + width, image_out, in.pixel_stride, offset);
         } else {
-          PackChannels(x.As<float>() + n * g.channels_in * pixels, pixels, c_begin, g.channels_per_group, p_begin,
+          pack_channels_(x.As<float>() + n * g.channels_in * pixels, pixels, c_begin, g.channels_per_group, p_begin,
                        p_begin + width, image_out, in.pixel_stride, offset);
         }
       }
@@ -457,6 +457,7 @@ class BinaryConv2D {
   ConvGeometry geometry_;
   BinaryLayer<PackedFilter> layer_;
   GatherPanelFn gather_panel_;
+  PackChannelsFn pack_channels_;
 };
 
 }  // namespace

@@ -42,7 +42,7 @@ class BitPack {
     s.SetOutput(kOutputType, out);
   }
 
-  explicit BitPack(const OrtKernelInfo*) {}
+  explicit BitPack(const OrtKernelInfo*) : pack_channels_(PackChannelsFor(SelectIsa())) {}
 
   void Compute(Ort::KernelContext& ctx) const {
     const TensorIn x = ReadInput(ctx, 0);
@@ -59,10 +59,13 @@ class BitPack {
     if (words == 0) return;
     const float* data = x.As<float>();
     ForPixelChunks(ctx, l, [&](int64_t n, int64_t p_begin, int64_t p_end) {
-      PackChannels(data + n * l.channels * l.pixels, l.pixels, 0, l.channels, p_begin, p_end,
-                   y + n * l.pixels * words, words, 0);
+      pack_channels_(data + n * l.channels * l.pixels, l.pixels, 0, l.channels, p_begin, p_end,
+                     y + n * l.pixels * words, words, 0);
     });
   }
+
+ private:
+  PackChannelsFn pack_channels_;
 };
 
 class BitUnpack {

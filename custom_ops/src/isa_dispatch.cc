@@ -1,17 +1,11 @@
+// Which kernel each instruction set uses (isa.h).
 #include <cstdlib>
 #include <cstring>
 
 #include "bgemm.h"
+#include "bitpacking.h"
 
 namespace bnn2onnx {
-
-void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word* panels) {
-  for (int64_t i = 0; i < PanelWords(n, words); ++i) panels[i] = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    Word* column = panels + PanelOffset(j, words);
-    for (int64_t k = 0; k < words; ++k) column[k * kPanelLanes] = rows[j * stride + k];
-  }
-}
 
 Isa SelectIsa() {
   const char* cap = std::getenv("BNN2ONNX_ISA");
@@ -48,6 +42,14 @@ GatherPanelFn GatherPanelFor(Isa isa) {
 #endif
   (void)isa;
   return GatherPanelPortable;
+}
+
+PackChannelsFn PackChannelsFor(Isa isa) {
+#if defined(BNN2ONNX_HAVE_X86_KERNELS)
+  if (isa == Isa::kAvx512) return PackChannelsAvx512;
+#endif
+  (void)isa;
+  return PackChannels;
 }
 
 }  // namespace bnn2onnx
