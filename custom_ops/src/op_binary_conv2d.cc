@@ -325,6 +325,15 @@ class BinaryConv2D {
     int64_t height, width;
   };
 
+  // Output pixel p as (row, column), then stepped along pixel by pixel without a division each (hot: per pixel).
+  struct PixelCursor {
+    int64_t oh, ow, out_w;
+    PixelCursor(int64_t p, int64_t width) : oh(p / width), ow(p % width), out_w(width) {}
+    void Next() {
+      if (++ow == out_w) ow = 0, ++oh;
+    }
+  };
+
   // Whether every tap of output pixel (oh, ow) reads inside the input (no padding involved).
   bool InsideInput(const Window& w, int64_t oh, int64_t ow) const {
     const ConvGeometry& g = geometry_;
@@ -386,11 +395,11 @@ class BinaryConv2D {
     const PackedFilter& f = w.filter;
     std::fill(tap_masks, tap_masks + f.Taps(), uint16_t{0});
     uint16_t inside = 0;  // lanes whose every tap lies inside: set in every mask at the end
-    for (int64_t l = 0; l < kPanelLanes; ++l) {
+    PixelCursor at(p_begin, out_w);
+    for (int64_t l = 0; l < kPanelLanes; ++l, at.Next()) {
       lane_offsets[l] = 0;
-      const int64_t p = p_begin + l;
-      if (p >= pixels) continue;
-      const int64_t oh = p / out_w, ow = p % out_w;
+      if (p_begin + l >= pixels) continue;
+      const int64_t oh = at.oh, ow = at.ow;
       const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
       lane_offsets[l] = static_cast<int32_t>((top * w.width + left) * pixel_stride + grp * g.words_per_group);
       if (InsideInput(w, oh, ow)) {
@@ -422,14 +431,15 @@ class BinaryConv2D {
   const int32_t* PaddingOffsets(const Window& w, int64_t p_begin, int64_t count, int64_t out_w, int64_t o_begin,
                                 int64_t filters, int64_t pixel_step, int64_t filter_step) const {
     if (geometry_.one_padding) return nullptr;
-    bool padded = false;
-    for (int64_t p = p_begin; p < p_begin + count; ++p) padded = padded || !InsideInput(w, p / out_w, p % out_w);
-    if (!padded) return nullptr;
-    int32_t* offsets = ThreadScratch<OffsetsScratch, int32_t>(static_cast<size_t>(count * filters));
-    std::fill(offsets, offsets + count * filters, 0);
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t p = p_begin + i;
-      SubtractPaddedTaps(w, p / out_w, p % out_w, o_begin, filters, offsets + i * pixel_step, filter_step);
+    int32_t* offsets = nullptr;
+    PixelCursor at(p_begin, out_w);
+    for (int64_t i = 0; i < count; ++i, at.Next()) {
+      if (InsideInput(w, at.oh, at.ow)) continue;
+      if (offsets == nullptr) {
+        offsets = ThreadScratch<OffsetsScratch, int32_t>(static_cast<size_t>(count * filters));
+        std::fill(offsets, offsets + count * filters, 0);
+      }
+      SubtractPaddedTaps(w, at.oh, at.ow, o_begin, filters, offsets + i * pixel_step, filter_step);
     }
     return offsets;
   }
