@@ -18,11 +18,17 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
   if (out.dot_offsets) {
     dot = _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, out.dot_offsets + i * out.offsets_stride + j));
   }
+  // Zero-masking forms of the intrinsics below: the plain ones trip GCC 12's -Wmaybe-uninitialized in its headers.
+  if (out.column_kinds) {
+    const __m128i kind_bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(out.column_kinds + j));
+    const __m512i offsets = _mm512_loadu_si512(out.kind_offsets + i * GemmOutput::kKinds);
+    const __m512i kinds = _mm512_maskz_cvtepu8_epi32(lanes, kind_bytes);
+    dot = _mm512_add_epi32(dot, _mm512_maskz_permutexvar_epi32(lanes, kinds, offsets));
+  }
   if (out.floats == nullptr) {
     _mm512_mask_storeu_epi32(out.dots + i * out.stride + j, lanes, dot);
     return;
   }
-  // The zero-masking forms: the plain ones trip GCC 12's -Wmaybe-uninitialized inside its own headers.
   const __m512 multiplier = out.transposed ? _mm512_maskz_loadu_ps(lanes, out.multiplier + j)
                                            : _mm512_set1_ps(out.multiplier[i]);
   const __m512 bias = out.transposed ? _mm512_maskz_loadu_ps(lanes, out.bias + j) : _mm512_set1_ps(out.bias[i]);

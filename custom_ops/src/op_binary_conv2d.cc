@@ -240,6 +240,7 @@ class BinaryConv2D {
     Word* fields = ThreadScratch<FieldsScratch, Word>(
         static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
     const Window window{f, height, width};
+    const PaddingKinds padding = filter_lanes ? PaddingKinds{} : MakePaddingKinds(window, out_h, out_w);
     const BinaryGemmFn gemm = layer_.gemm();
 
     const int64_t image_words = height * width * in.pixel_stride;
@@ -310,7 +311,11 @@ class BinaryConv2D {
         out.multiplier = params.multiplier() + o_begin;
         out.bias = params.bias() + o_begin;
         out.relu = params.spec().relu;
-        if (const int32_t* offsets = PaddingOffsets(window, p_begin, count, out_w, o_begin, filters, 1, count)) {
+        if (!padding.kinds.empty()) {
+          out.column_kinds = padding.pixel_kinds.data() + p_begin;
+          out.kind_offsets = padding.offsets.data() + o_begin * GemmOutput::kKinds;
+        } else if (const int32_t* offsets = PaddingOffsets(window, p_begin, count, out_w, o_begin, filters, 1,
+                                                           count)) {
           out.dot_offsets = offsets, out.offsets_stride = count;
         }
         gemm(f.rows.data() + o_begin * field_words, field_words, filters,
@@ -424,6 +429,71 @@ class BinaryConv2D {
     const auto lanes = [](int64_t n) { return (n + kPanelLanes - 1) / kPanelLanes * kPanelLanes; };
     return pixels * kPanelLanes <= std::numeric_limits<int32_t>::max() &&
            lanes(filters) * pixels * 8 < lanes(pixels) * filters * 7;
+  }
+
+  // Which taps of an output pixel zero padding touches: kernel rows [0, top) and [KH - bottom, KH), kernel
+  // columns [0, left) and [KW - right, KW) (padded rows and columns are a prefix and a suffix, dilated or not).
+  struct PaddedTaps {
+    int64_t top = 0, bottom = 0, left = 0, right = 0;
+    bool operator==(const PaddedTaps& o) const {
+      return top == o.top && bottom == o.bottom && left == o.left && right == o.right;
+    }
+  };
+
+  PaddedTaps PaddedTapsAt(const Window& w, int64_t oh, int64_t ow) const {
+    const ConvGeometry& g = geometry_;
+    const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
+    PaddedTaps t;
+    for (int64_t kh = 0; kh < w.filter.kernel_h; ++kh) {
+      const int64_t ih = top + kh * g.dilation_h;
+      t.top += ih < 0, t.bottom += ih >= w.height;
+    }
+    for (int64_t kw = 0; kw < w.filter.kernel_w; ++kw) {
+      const int64_t iw = left + kw * g.dilation_w;
+      t.left += iw < 0, t.right += iw >= w.width;
+    }
+    return t;
+  }
+
+  // Zero padding for pixels as lanes: each output pixel's kind of border (0: none; a 3x3 kernel with pad 1 has
+  // 8 kinds), and per filter and kind the dot offset, minus what +1 input contributed at the padded taps. The
+  // GEMM adds them by a permute per 16 results. Empty with one padding, and when a layer has more than
+  // GemmOutput::kKinds - 1 kinds (then PaddingOffsets serves).
+  struct PaddingKinds {
+    std::vector<PaddedTaps> kinds;     // kind k + 1 is kinds[k]
+    std::vector<uint8_t> pixel_kinds;  // [pixels rounded up to a panel]
+    std::vector<int32_t> offsets;      // [O, kKinds]
+  };
+
+  PaddingKinds MakePaddingKinds(const Window& w, int64_t out_h, int64_t out_w) const {
+    PaddingKinds padding;
+    if (geometry_.one_padding) return padding;
+    const PackedFilter& f = w.filter;
+    const int64_t pixels = out_h * out_w;
+    padding.pixel_kinds.assign(static_cast<size_t>(PanelWords(pixels, 1)), 0);
+    for (PixelCursor at(0, out_w); at.oh < out_h; at.Next()) {
+      if (InsideInput(w, at.oh, at.ow)) continue;
+      const PaddedTaps t = PaddedTapsAt(w, at.oh, at.ow);
+      auto kind = std::find(padding.kinds.begin(), padding.kinds.end(), t);
+      if (kind == padding.kinds.end()) {
+        if (static_cast<int64_t>(padding.kinds.size()) + 1 == GemmOutput::kKinds) return PaddingKinds{};
+        kind = padding.kinds.insert(kind, t);
+      }
+      padding.pixel_kinds[at.oh * out_w + at.ow] = static_cast<uint8_t>(kind - padding.kinds.begin() + 1);
+    }
+    padding.offsets.assign(static_cast<size_t>(f.out_channels * GemmOutput::kKinds), 0);
+    for (size_t k = 0; k < padding.kinds.size(); ++k) {
+      const PaddedTaps& t = padding.kinds[k];
+      for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
+        for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
+          if (kh >= t.top && kh < f.kernel_h - t.bottom && kw >= t.left && kw < f.kernel_w - t.right) continue;
+          for (int64_t o = 0; o < f.out_channels; ++o) {
+            padding.offsets[o * GemmOutput::kKinds + k + 1] -= f.tap_sum[o * f.Taps() + kh * f.kernel_w + kw];
+          }
+        }
+      }
+    }
+    return padding;
   }
 
   // Zero padding's dot offsets for output pixels [p_begin, p_begin + count) x filters [o_begin, o_begin + filters),
