@@ -30,15 +30,20 @@ constexpr int64_t PanelOffset(int64_t j, int64_t words) {
 // Writes the n rows (`stride` words apart, `words` words each) into `panels` (PanelWords(n, words) words).
 void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word* panels);
 
-// Where and how a GEMM stores result (i, j) of dot = bits - 2 * popcount(a_i xor b_j) + offset (`bits`: the
-// real, non-padding bits of a row; offset: zero padding's correction at border pixels, 0 without either of):
-// dot_offsets[i * offsets_stride + j], or kind_offsets[i * kKinds + column_kinds[j]] (a column's kind of border
-// pixel, 0 for none; column_kinds readable up to j's panel end), either
+// Where and how a GEMM stores result (i, j) of dot = bits - 2 * popcount(a_i xor b_j) + offset, `bits` being the
+// real (non-padding) bits of a row and `offset` zero padding's correction at border pixels, by kind of border
+// pixel (kind 0: not a border pixel), when given:
+// - pixels as columns: kind_offsets[i * kKinds + column_kinds[j]] (at most kKinds kinds; column_kinds readable
+//   to the end of j's panel);
+// - pixels as rows: kind_offsets[row_kinds[i] * kinds_stride + j].
+// The result is stored either
 // - as int32 at dots[i * stride + j], or
 // - as float act(float(dot) * multiplier[r] + bias[r]) (act: ReLU or none; a separate multiply and add, rounded as
 //   the reference does, docs/ops.md) at floats[r * stride + c], where (r, c) = (i, j), or (j, i) when
 //   `transposed` (then the multiplier and bias are per column of B).
 struct GemmOutput {
+  static constexpr int64_t kKinds = 16;
+
   int32_t bits = 0;
   int64_t stride = 0;
   int32_t* dots = nullptr;
@@ -47,16 +52,16 @@ struct GemmOutput {
   const float* multiplier = nullptr;
   const float* bias = nullptr;
   bool relu = false;
-  const int32_t* dot_offsets = nullptr;
-  int64_t offsets_stride = 0;
-  static constexpr int64_t kKinds = 16;
   const uint8_t* column_kinds = nullptr;
+  const int32_t* row_kinds = nullptr;
   const int32_t* kind_offsets = nullptr;
+  int64_t kinds_stride = 0;
 
   // Result (i, j) from its popcount, one at a time (the portable and AVX2 kernels; AVX-512 stores 16 at once).
   void Store(int64_t i, int64_t j, int32_t popcount) const {
-    int32_t dot = bits - 2 * popcount + (dot_offsets ? dot_offsets[i * offsets_stride + j] : 0);
+    int32_t dot = bits - 2 * popcount;
     if (column_kinds) dot += kind_offsets[i * kKinds + column_kinds[j]];
+    if (row_kinds) dot += kind_offsets[row_kinds[i] * kinds_stride + j];
     if (floats == nullptr) {
       dots[i * stride + j] = dot;
       return;

@@ -15,8 +15,9 @@ constexpr int kMaxRows = 4, kMaxPanels = 3;
 // Stores 16 results of row i from columns j.. (the lanes set in `lanes`) from their popcounts (GemmOutput::Store).
 inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcounts, __mmask16 lanes) {
   __m512i dot = _mm512_sub_epi32(_mm512_set1_epi32(out.bits), _mm512_add_epi32(popcounts, popcounts));
-  if (out.dot_offsets) {
-    dot = _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, out.dot_offsets + i * out.offsets_stride + j));
+  if (out.row_kinds && out.row_kinds[i] != 0) {
+    const int32_t* offsets = out.kind_offsets + out.row_kinds[i] * out.kinds_stride + j;
+    dot = _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, offsets));
   }
   // Zero-masking forms of the intrinsics below: the plain ones trip GCC 12's -Wmaybe-uninitialized in its headers.
   if (out.column_kinds) {

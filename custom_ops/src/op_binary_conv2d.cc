@@ -110,11 +110,9 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
 // 4-row tiles) x every filter, so a packed-output task writes whole output words.
 constexpr int64_t kFilterBlock = 64, kPixelBlock = 3 * kPanelLanes, kPixelRows = 8;
 
-// ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots; a task's zero-padding
-// offsets; a panel's tap masks.
+// ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots; a panel's tap masks.
 struct FieldsScratch;
 struct DotsScratch;
-struct OffsetsScratch;
 struct TapMasksScratch;
 
 class BinaryConv2D {
@@ -233,14 +231,14 @@ class BinaryConv2D {
     const int64_t field_words = f.field_words;
     const int64_t per_group = out_c / g.group;
     const int32_t full_field = static_cast<int32_t>(f.Taps() * g.channels_per_group);
-    const bool filter_lanes = packed_out || FilterLanesFillBetter(pixels, per_group);
+    const Window window{f, height, width};
+    const PaddingKinds padding = MakePaddingKinds(window, out_h, out_w);
+    const bool filter_lanes = packed_out || FilterLanesFillBetter(pixels, per_group) || !padding.FitColumns();
     // One image's receptive fields, per group: rows (filters as lanes) or panels (pixels as lanes). Every word is
     // written for each image, padded taps and the lanes of the last panel past the last pixel as zeros.
     const int64_t group_words = filter_lanes ? pixels * field_words : PanelWords(pixels, field_words);
     Word* fields = ThreadScratch<FieldsScratch, Word>(
         static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
-    const Window window{f, height, width};
-    const PaddingKinds padding = filter_lanes ? PaddingKinds{} : MakePaddingKinds(window, out_h, out_w);
     const BinaryGemmFn gemm = layer_.gemm();
 
     const int64_t image_words = height * width * in.pixel_stride;
@@ -273,8 +271,8 @@ class BinaryConv2D {
         ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t task) {
           const int64_t p_begin = static_cast<int64_t>(task) * kPixelRows;
           const int64_t count = std::min(kPixelRows, pixels - p_begin);
-          const int32_t* offsets = PaddingOffsets(window, p_begin, count, out_w, 0, out_c, out_c, 1);
-          int32_t* dots = packed_out ? ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(count * out_c)) : nullptr;
+          int32_t* dots =
+              packed_out ? ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(count * out_c)) : nullptr;
           for (int64_t grp = 0; grp < g.group; ++grp) {
             const int64_t o_begin = grp * per_group;
             GemmOutput out{full_field, packed_out ? out_c : pixels};
@@ -285,7 +283,10 @@ class BinaryConv2D {
               out.multiplier = params.multiplier() + o_begin, out.bias = params.bias() + o_begin;
               out.relu = params.spec().relu;
             }
-            if (offsets) out.dot_offsets = offsets + o_begin, out.offsets_stride = out_c;
+            if (!padding.kinds.empty()) {
+              out.row_kinds = padding.pixel_kinds.data() + p_begin;
+              out.kind_offsets = padding.offsets.data() + o_begin, out.kinds_stride = out_c;
+            }
             gemm(fields + grp * group_words + p_begin * field_words, field_words, count,
                  f.panels.data() + grp * PanelWords(per_group, field_words), per_group, field_words, out);
           }
@@ -312,11 +313,8 @@ class BinaryConv2D {
         out.bias = params.bias() + o_begin;
         out.relu = params.spec().relu;
         if (!padding.kinds.empty()) {
-          out.column_kinds = padding.pixel_kinds.data() + p_begin;
-          out.kind_offsets = padding.offsets.data() + o_begin * GemmOutput::kKinds;
-        } else if (const int32_t* offsets = PaddingOffsets(window, p_begin, count, out_w, o_begin, filters, 1,
-                                                           count)) {
-          out.dot_offsets = offsets, out.offsets_stride = count;
+          out.column_kinds = padding.column_kinds.data() + p_begin;
+          out.kind_offsets = padding.filter_offsets.data() + o_begin * GemmOutput::kKinds;
         }
         gemm(f.rows.data() + o_begin * field_words, field_words, filters,
              fields + grp * group_words + PanelOffset(p_begin, field_words), count, field_words, out);
@@ -455,83 +453,54 @@ class BinaryConv2D {
     return t;
   }
 
-  // Zero padding for pixels as lanes: each output pixel's kind of border (0: none; a 3x3 kernel with pad 1 has
-  // 8 kinds), and per filter and kind the dot offset, minus what +1 input contributed at the padded taps. The
-  // GEMM adds them by a permute per 16 results. Empty with one padding, and when a layer has more than
-  // GemmOutput::kKinds - 1 kinds (then PaddingOffsets serves).
+  // Zero padding: each output pixel's kind of border (0: none; a 3x3 kernel with pad 1 has 8 kinds), and per kind
+  // and filter the dot offset, minus what +1 input contributed at the padded taps (GemmOutput adds it). Empty
+  // with one padding.
   struct PaddingKinds {
     std::vector<PaddedTaps> kinds;     // kind k + 1 is kinds[k]
-    std::vector<uint8_t> pixel_kinds;  // [pixels rounded up to a panel]
-    std::vector<int32_t> offsets;      // [O, kKinds]
+    std::vector<int32_t> pixel_kinds;  // [pixels rounded up to a panel]
+    std::vector<int32_t> offsets;      // [kinds + 1, O]: pixels as rows
+    std::vector<uint8_t> column_kinds;      // pixel_kinds as bytes: pixels as columns (at most kKinds - 1 kinds)
+    std::vector<int32_t> filter_offsets;    // [O, kKinds]: offsets transposed for pixels as columns
+
+    bool FitColumns() const { return static_cast<int64_t>(kinds.size()) < GemmOutput::kKinds; }
   };
 
   PaddingKinds MakePaddingKinds(const Window& w, int64_t out_h, int64_t out_w) const {
     PaddingKinds padding;
     if (geometry_.one_padding) return padding;
     const PackedFilter& f = w.filter;
-    const int64_t pixels = out_h * out_w;
+    const int64_t pixels = out_h * out_w, out_c = f.out_channels;
     padding.pixel_kinds.assign(static_cast<size_t>(PanelWords(pixels, 1)), 0);
     for (PixelCursor at(0, out_w); at.oh < out_h; at.Next()) {
       if (InsideInput(w, at.oh, at.ow)) continue;
       const PaddedTaps t = PaddedTapsAt(w, at.oh, at.ow);
       auto kind = std::find(padding.kinds.begin(), padding.kinds.end(), t);
-      if (kind == padding.kinds.end()) {
-        if (static_cast<int64_t>(padding.kinds.size()) + 1 == GemmOutput::kKinds) return PaddingKinds{};
-        kind = padding.kinds.insert(kind, t);
-      }
-      padding.pixel_kinds[at.oh * out_w + at.ow] = static_cast<uint8_t>(kind - padding.kinds.begin() + 1);
+      if (kind == padding.kinds.end()) kind = padding.kinds.insert(kind, t);
+      padding.pixel_kinds[at.oh * out_w + at.ow] = static_cast<int32_t>(kind - padding.kinds.begin() + 1);
     }
-    padding.offsets.assign(static_cast<size_t>(f.out_channels * GemmOutput::kKinds), 0);
-    for (size_t k = 0; k < padding.kinds.size(); ++k) {
-      const PaddedTaps& t = padding.kinds[k];
+    const int64_t kinds = static_cast<int64_t>(padding.kinds.size()) + 1;
+    padding.offsets.assign(static_cast<size_t>(kinds * out_c), 0);
+    for (int64_t k = 1; k < kinds; ++k) {
+      const PaddedTaps& t = padding.kinds[k - 1];
       for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
         for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
           if (kh >= t.top && kh < f.kernel_h - t.bottom && kw >= t.left && kw < f.kernel_w - t.right) continue;
-          for (int64_t o = 0; o < f.out_channels; ++o) {
-            padding.offsets[o * GemmOutput::kKinds + k + 1] -= f.tap_sum[o * f.Taps() + kh * f.kernel_w + kw];
-          }
+          const int64_t tap = kh * f.kernel_w + kw;
+          for (int64_t o = 0; o < out_c; ++o) padding.offsets[k * out_c + o] -= f.tap_sum[o * f.Taps() + tap];
+        }
+      }
+    }
+    if (padding.FitColumns()) {
+      padding.column_kinds.assign(padding.pixel_kinds.begin(), padding.pixel_kinds.end());
+      padding.filter_offsets.assign(static_cast<size_t>(out_c * GemmOutput::kKinds), 0);
+      for (int64_t k = 0; k < kinds; ++k) {
+        for (int64_t o = 0; o < out_c; ++o) {
+          padding.filter_offsets[o * GemmOutput::kKinds + k] = padding.offsets[k * out_c + o];
         }
       }
     }
     return padding;
-  }
-
-  // Zero padding's dot offsets for output pixels [p_begin, p_begin + count) x filters [o_begin, o_begin + filters),
-  // at [i * pixel_step + o * filter_step] (a per-thread buffer); nullptr when nothing is padded there.
-  const int32_t* PaddingOffsets(const Window& w, int64_t p_begin, int64_t count, int64_t out_w, int64_t o_begin,
-                                int64_t filters, int64_t pixel_step, int64_t filter_step) const {
-    if (geometry_.one_padding) return nullptr;
-    int32_t* offsets = nullptr;
-    PixelCursor at(p_begin, out_w);
-    for (int64_t i = 0; i < count; ++i, at.Next()) {
-      if (InsideInput(w, at.oh, at.ow)) continue;
-      if (offsets == nullptr) {
-        offsets = ThreadScratch<OffsetsScratch, int32_t>(static_cast<size_t>(count * filters));
-        std::fill(offsets, offsets + count * filters, 0);
-      }
-      SubtractPaddedTaps(w, at.oh, at.ow, o_begin, filters, offsets + i * pixel_step, filter_step);
-    }
-    return offsets;
-  }
-
-  // Zero padding: a padded tap was counted as +1 input; take away what +1 contributes there, for filters
-  // [o_begin, o_begin + filters). acc points at filter o_begin's count; filters are channel_step apart.
-  void SubtractPaddedTaps(const Window& w, int64_t oh, int64_t ow, int64_t o_begin, int64_t filters, int32_t* acc,
-                          int64_t channel_step) const {
-    if (InsideInput(w, oh, ow)) return;
-    const ConvGeometry& g = geometry_;
-    const PackedFilter& f = w.filter;
-    const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
-    const int64_t taps = f.Taps();
-    for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
-      const int64_t ih = top + kh * g.dilation_h;
-      for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
-        const int64_t iw = left + kw * g.dilation_w;
-        if (ih >= 0 && ih < w.height && iw >= 0 && iw < w.width) continue;
-        const int64_t tap = kh * f.kernel_w + kw;
-        for (int64_t o = 0; o < filters; ++o) acc[o * channel_step] -= f.tap_sum[(o_begin + o) * taps + tap];
-      }
-    }
   }
 
   ConvGeometry geometry_;
