@@ -73,17 +73,18 @@ struct GemmOutput {
 };
 
 // Stores every result (i, j), i < m, j < n, of A against B (in panel layout); nothing else is written (not the
-// zero lanes of B's last panel).
-using BinaryGemmFn = void (*)(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n,
-                              int64_t words, const GemmOutput& out);
+// zero lanes of B's last panel). Word k of row i of A is a[i * a_stride + k * a_step]: a_step is 1 for row-major
+// rows, kPanelLanes for rows taken from one panel of a panel-layout matrix.
+using BinaryGemmFn = void (*)(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels,
+                              int64_t n, int64_t words, const GemmOutput& out);
 
-void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                        const GemmOutput& out);
+void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+                        int64_t words, const GemmOutput& out);
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
-void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                    const GemmOutput& out);
-void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                      const GemmOutput& out);
+void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+                    int64_t words, const GemmOutput& out);
+void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+                      int64_t words, const GemmOutput& out);
 #endif
 
 // Builds one panel of receptive fields straight from an image (BinaryConv2D's float output): word

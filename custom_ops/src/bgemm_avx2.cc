@@ -27,8 +27,8 @@ inline __m256i WidenBytes(__m256i bytes) {
 
 // Rows [i, i + R) of A (a points at row i) against the panel of columns [j, j + lanes).
 template <int R>
-void Tile(const Word* a, int64_t a_stride, const Word* panel, int64_t words, const GemmOutput& out, int64_t i,
-          int64_t j, int64_t lanes) {
+void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, int64_t words, const GemmOutput& out,
+          int64_t i, int64_t j, int64_t lanes) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,  //
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i nibble = _mm256_set1_epi8(0x0f);
@@ -43,7 +43,7 @@ void Tile(const Word* a, int64_t a_stride, const Word* panel, int64_t words, con
       const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(column));
       const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(column + 8));
       for (int r = 0; r < R; ++r) {
-        const __m256i va = _mm256_set1_epi32(static_cast<int>(a[r * a_stride + k]));
+        const __m256i va = _mm256_set1_epi32(static_cast<int>(a[r * a_stride + k * a_step]));
         bytes[r][0] = _mm256_add_epi8(bytes[r][0], PopcountBytes(_mm256_xor_si256(va, b0), lut, nibble));
         bytes[r][1] = _mm256_add_epi8(bytes[r][1], PopcountBytes(_mm256_xor_si256(va, b1), lut, nibble));
       }
@@ -62,16 +62,16 @@ void Tile(const Word* a, int64_t a_stride, const Word* panel, int64_t words, con
 
 }  // namespace
 
-void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                    const GemmOutput& out) {
+void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+                    int64_t words, const GemmOutput& out) {
   for (int64_t j = 0; j < n; j += kPanelLanes) {
     const Word* panel = b_panels + PanelOffset(j, words);
     const int64_t lanes = n - j < kPanelLanes ? n - j : kPanelLanes;
     int64_t i = 0;
     for (; i + kMaxRows <= m; i += kMaxRows) {
-      Tile<kMaxRows>(a + i * a_stride, a_stride, panel, words, out, i, j, lanes);
+      Tile<kMaxRows>(a + i * a_stride, a_stride, a_step, panel, words, out, i, j, lanes);
     }
-    for (; i < m; ++i) Tile<1>(a + i * a_stride, a_stride, panel, words, out, i, j, lanes);
+    for (; i < m; ++i) Tile<1>(a + i * a_stride, a_stride, a_step, panel, words, out, i, j, lanes);
   }
 }
 

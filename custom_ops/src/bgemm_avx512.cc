@@ -49,8 +49,8 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
 // Rows [i, i + R) of A (a points at row i) against panels [0, P) of B (b points at the panel of column j); lanes
 // of the last panel past `last_lanes` are not stored.
 template <int R, int P>
-void Tile(const Word* a, int64_t a_stride, const Word* b, int64_t words, const GemmOutput& out, int64_t i, int64_t j,
-          __mmask16 last_lanes) {
+void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* b, int64_t words, const GemmOutput& out,
+          int64_t i, int64_t j, __mmask16 last_lanes) {
   const int64_t panel_stride = words * kPanelLanes;
   __m512i acc[R][P];
   for (int r = 0; r < R; ++r) {
@@ -60,7 +60,7 @@ void Tile(const Word* a, int64_t a_stride, const Word* b, int64_t words, const G
     __m512i vb[P];
     for (int p = 0; p < P; ++p) vb[p] = _mm512_loadu_si512(b + p * panel_stride + k * kPanelLanes);
     for (int r = 0; r < R; ++r) {
-      const __m512i va = _mm512_set1_epi32(static_cast<int>(a[r * a_stride + k]));
+      const __m512i va = _mm512_set1_epi32(static_cast<int>(a[r * a_stride + k * a_step]));
       for (int p = 0; p < P; ++p) {
         acc[r][p] = _mm512_add_epi32(acc[r][p], _mm512_popcnt_epi32(_mm512_xor_si512(va, vb[p])));
       }
@@ -75,31 +75,33 @@ void Tile(const Word* a, int64_t a_stride, const Word* b, int64_t words, const G
 
 // Rows [i, i + R) of A against `columns` (at most kMaxPanels * kPanelLanes) columns from j.
 template <int R>
-void Block(const Word* a, int64_t a_stride, const Word* b, int64_t columns, int64_t words, const GemmOutput& out,
-           int64_t i, int64_t j) {
+void Block(const Word* a, int64_t a_stride, int64_t a_step, const Word* b, int64_t columns, int64_t words,
+           const GemmOutput& out, int64_t i, int64_t j) {
   const int64_t panels = (columns + kPanelLanes - 1) / kPanelLanes;
   const int64_t tail = columns - (panels - 1) * kPanelLanes;
   const __mmask16 last_lanes = static_cast<__mmask16>((1u << tail) - 1);
-  if (panels == 3) Tile<R, 3>(a, a_stride, b, words, out, i, j, last_lanes);
-  if (panels == 2) Tile<R, 2>(a, a_stride, b, words, out, i, j, last_lanes);
-  if (panels == 1) Tile<R, 1>(a, a_stride, b, words, out, i, j, last_lanes);
+  if (panels == 3) Tile<R, 3>(a, a_stride, a_step, b, words, out, i, j, last_lanes);
+  if (panels == 2) Tile<R, 2>(a, a_stride, a_step, b, words, out, i, j, last_lanes);
+  if (panels == 1) Tile<R, 1>(a, a_stride, a_step, b, words, out, i, j, last_lanes);
 }
 
-using BlockFn = void (*)(const Word*, int64_t, const Word*, int64_t, int64_t, const GemmOutput&, int64_t, int64_t);
+using BlockFn = void (*)(const Word*, int64_t, int64_t, const Word*, int64_t, int64_t, const GemmOutput&,
+                         int64_t, int64_t);
 
 // kBlocks[r - 1] handles r rows.
 constexpr BlockFn kBlocks[kMaxRows] = {&Block<1>, &Block<2>, &Block<3>, &Block<4>};
 
 }  // namespace
 
-void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                      const GemmOutput& out) {
+void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+                      int64_t words, const GemmOutput& out) {
   // Column chunks outside, rows inside: a chunk of B (3 panels) stays in L1 while every row block passes over it.
   for (int64_t j = 0; j < n; j += kMaxPanels * kPanelLanes) {
     const int64_t columns = n - j < kMaxPanels * kPanelLanes ? n - j : kMaxPanels * kPanelLanes;
     for (int64_t i = 0; i < m; i += kMaxRows) {
       const int64_t rows = m - i < kMaxRows ? m - i : kMaxRows;
-      kBlocks[rows - 1](a + i * a_stride, a_stride, b_panels + PanelOffset(j, words), columns, words, out, i, j);
+      const Word* b = b_panels + PanelOffset(j, words);
+      kBlocks[rows - 1](a + i * a_stride, a_stride, a_step, b, columns, words, out, i, j);
     }
   }
 }

@@ -21,15 +21,16 @@ void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word
   }
 }
 
-void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t m, const Word* b_panels, int64_t n, int64_t words,
-                        const GemmOutput& out) {
+void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+                        int64_t words, const GemmOutput& out) {
   for (int64_t i = 0; i < m; ++i) {
     const Word* row = a + i * a_stride;
     for (int64_t j0 = 0; j0 < n; j0 += kPanelLanes) {
       const Word* panel = b_panels + PanelOffset(j0, words);
       int32_t lanes[kPanelLanes] = {};
       for (int64_t k = 0; k < words; ++k) {
-        for (int64_t l = 0; l < kPanelLanes; ++l) lanes[l] += Popcount32(row[k] ^ panel[k * kPanelLanes + l]);
+        const Word word = row[k * a_step];
+        for (int64_t l = 0; l < kPanelLanes; ++l) lanes[l] += Popcount32(word ^ panel[k * kPanelLanes + l]);
       }
       for (int64_t l = 0; l < kPanelLanes && j0 + l < n; ++l) out.Store(i, j0 + l, lanes[l]);
     }

@@ -107,7 +107,7 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
 
 // Work split of the GEMM. Pixels as lanes: tasks of up to kFilterBlock filters x kPixelBlock pixels (whole panels,
 // a multiple of the AVX-512 kernel's 3-panel tile). Filters as lanes: tasks of kPixelRows pixels (two of its
-// 4-row tiles) x every filter, so a packed-output task writes whole output words.
+// 4-row tiles, within one panel of fields) x every filter, so a packed-output task writes whole output words.
 constexpr int64_t kFilterBlock = 64, kPixelBlock = 3 * kPanelLanes, kPixelRows = 8;
 
 // ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots; a panel's tap masks.
@@ -234,9 +234,10 @@ class BinaryConv2D {
     const Window window{f, height, width};
     const PaddingKinds padding = MakePaddingKinds(window, out_h, out_w);
     const bool filter_lanes = packed_out || FilterLanesFillBetter(pixels, per_group) || !padding.FitColumns();
-    // One image's receptive fields, per group: rows (filters as lanes) or panels (pixels as lanes). Every word is
-    // written for each image, padded taps and the lanes of the last panel past the last pixel as zeros.
-    const int64_t group_words = filter_lanes ? pixels * field_words : PanelWords(pixels, field_words);
+    // One image's receptive fields, per group, in panels: the GEMM's panel side with pixels as lanes, its rows
+    // (a panel's rows, a word per 16) with filters as lanes. Every word is written for each image, padded taps and
+    // the lanes of the last panel past the last pixel as zeros.
+    const int64_t group_words = PanelWords(pixels, field_words);
     Word* fields = ThreadScratch<FieldsScratch, Word>(
         static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
     const BinaryGemmFn gemm = layer_.gemm();
@@ -247,25 +248,14 @@ class BinaryConv2D {
 
     for (int64_t n = 0; n < batch; ++n) {
       const Word* image = in.base + n * image_words;
-      if (filter_lanes) {
-        ParallelFor(ctx, static_cast<size_t>(out_h), [&](size_t oh) {
-          for (int64_t ow = 0; ow < out_w; ++ow) {
-            const int64_t p = static_cast<int64_t>(oh) * out_w + ow;
-            for (int64_t grp = 0; grp < g.group; ++grp) {
-              GatherRow(in, window, n, static_cast<int64_t>(oh), ow, grp, fields + grp * group_words + p * field_words);
-            }
-          }
-        });
-      } else {
-        ParallelFor(ctx, static_cast<size_t>(g.group * panels), [&](size_t task) {
-          const int64_t grp = static_cast<int64_t>(task) / panels, panel = static_cast<int64_t>(task) % panels;
-          int32_t lane_offsets[kPanelLanes];
-          uint16_t* tap_masks = ThreadScratch<TapMasksScratch, uint16_t>(static_cast<size_t>(f.Taps()));
-          PanelLanes(window, panel * kPanelLanes, pixels, out_w, grp, in.pixel_stride, lane_offsets, tap_masks);
-          gather_panel_(image, lane_offsets, tap_offsets.data(), tap_masks, f.Taps(), g.words_per_group,
-                        fields + grp * group_words + panel * field_words * kPanelLanes);
-        });
-      }
+      ParallelFor(ctx, static_cast<size_t>(g.group * panels), [&](size_t task) {
+        const int64_t grp = static_cast<int64_t>(task) / panels, panel = static_cast<int64_t>(task) % panels;
+        int32_t lane_offsets[kPanelLanes];
+        uint16_t* tap_masks = ThreadScratch<TapMasksScratch, uint16_t>(static_cast<size_t>(f.Taps()));
+        PanelLanes(window, panel * kPanelLanes, pixels, out_w, grp, in.pixel_stride, lane_offsets, tap_masks);
+        gather_panel_(image, lane_offsets, tap_offsets.data(), tap_masks, f.Taps(), g.words_per_group,
+                      fields + grp * group_words + panel * field_words * kPanelLanes);
+      });
       if (filter_lanes) {
         const int64_t tasks = (pixels + kPixelRows - 1) / kPixelRows;
         ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t task) {
@@ -287,7 +277,7 @@ class BinaryConv2D {
               out.row_kinds = padding.pixel_kinds.data() + p_begin;
               out.kind_offsets = padding.offsets.data() + o_begin, out.kinds_stride = out_c;
             }
-            gemm(fields + grp * group_words + p_begin * field_words, field_words, count,
+            gemm(fields + grp * group_words + PanelOffset(p_begin, field_words), 1, kPanelLanes, count,
                  f.panels.data() + grp * PanelWords(per_group, field_words), per_group, field_words, out);
           }
           for (int64_t i = 0; packed_out && i < count; ++i) {
@@ -316,7 +306,7 @@ class BinaryConv2D {
           out.column_kinds = padding.column_kinds.data() + p_begin;
           out.kind_offsets = padding.filter_offsets.data() + o_begin * GemmOutput::kKinds;
         }
-        gemm(f.rows.data() + o_begin * field_words, field_words, filters,
+        gemm(f.rows.data() + o_begin * field_words, field_words, 1, filters,
              fields + grp * group_words + PanelOffset(p_begin, field_words), count, field_words, out);
       });
     }
@@ -343,39 +333,6 @@ class BinaryConv2D {
     const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
     return top >= 0 && left >= 0 && top + (w.filter.kernel_h - 1) * g.dilation_h < w.height &&
            left + (w.filter.kernel_w - 1) * g.dilation_w < w.width;
-  }
-
-  // Writes group grp's receptive field of output pixel (oh, ow) of image n to dst (a row of the packed-output
-  // GEMM); padded taps as zero words (+1).
-  void GatherRow(const PackedInput& in, const Window& w, int64_t n, int64_t oh, int64_t ow, int64_t grp,
-                 Word* dst) const {
-    const ConvGeometry& g = geometry_;
-    const PackedFilter& f = w.filter;
-    const int64_t tap_words = g.words_per_group;
-    const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
-    // With one group, no horizontal dilation and whole-pixel taps, a kernel row reads kernel_w pixels that lie
-    // back to back: one run of words per kernel row.
-    if (g.group == 1 && g.dilation_w == 1 && in.pixel_stride == tap_words && InsideInput(w, oh, ow)) {
-      const int64_t row_words = f.kernel_w * tap_words;
-      for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
-        const Word* src = in.base + ((n * w.height + top + kh * g.dilation_h) * w.width + left) * in.pixel_stride;
-        std::copy(src, src + row_words, dst + kh * row_words);
-      }
-      return;
-    }
-    for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
-      const int64_t ih = top + kh * g.dilation_h;
-      for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
-        const int64_t iw = left + kw * g.dilation_w;
-        Word* tap = dst + (kh * f.kernel_w + kw) * tap_words;
-        if (ih < 0 || ih >= w.height || iw < 0 || iw >= w.width) {
-          std::fill(tap, tap + tap_words, Word{0});
-          continue;
-        }
-        const Word* src = in.base + ((n * w.height + ih) * w.width + iw) * in.pixel_stride + grp * tap_words;
-        std::copy(src, src + tap_words, tap);
-      }
-    }
   }
 
   // Where each tap of a receptive field starts, in words from its top-left pixel's group start.

@@ -115,7 +115,7 @@ class BinaryDense {
       int32_t acc[kChannelBlock];
       GemmOutput out{full, kChannelBlock};
       out.dots = acc;
-      layer_.gemm()(rows + n * words, words, 1, w.panels.data() + PanelOffset(o_begin, words), count, words, out);
+      layer_.gemm()(rows + n * words, words, 1, 1, w.panels.data() + PanelOffset(o_begin, words), count, words, out);
       if (packed_out) {
         params.WriteBits(acc, o_begin, count, y_packed + n * WordsFor(out_c) + o_begin / kWordBits);
       } else {
