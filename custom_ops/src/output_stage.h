@@ -2,7 +2,6 @@
 // integer +-1 dot product `acc` of an output channel into either a float or one packed bit.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <vector>
 
