@@ -6,7 +6,7 @@
 // channel's row of pixels is stored 16 at a time. Filters as lanes (packed output, NHWC; and float output when
 // the pixels fill panels worse than the filters do, e.g. 7x7): fields are the rows and the filters the panels.
 // One padding is then already exact; zero padding adds, at border pixels, an offset that takes away what a +1
-// input contributed at each padded tap (precomputed per filter tap).
+// input contributed at the padded taps (per filter and kind of border pixel).
 #include <algorithm>
 #include <limits>
 #include <optional>
@@ -232,8 +232,9 @@ class BinaryConv2D {
     const int64_t per_group = out_c / g.group;
     const int32_t full_field = static_cast<int32_t>(f.Taps() * g.channels_per_group);
     const Window window{f, height, width};
-    const PaddingKinds padding = MakePaddingKinds(window, out_h, out_w);
+    PaddingKinds padding = MakePaddingKinds(window, out_h, out_w);
     const bool filter_lanes = packed_out || FilterLanesFillBetter(pixels, per_group) || !padding.FitColumns();
+    if (!filter_lanes && !padding.kinds.empty()) padding.UseColumns(out_c);
     // One image's receptive fields, per group, in panels: the GEMM's panel side with pixels as lanes, its rows
     // (a panel's rows, a word per 16) with filters as lanes. Every word is written for each image, padded taps and
     // the lanes of the last panel past the last pixel as zeros.
@@ -366,11 +367,10 @@ class BinaryConv2D {
         inside |= static_cast<uint16_t>(1u << l);
         continue;
       }
+      const PaddedTaps padded = PaddedTapsAt(w, oh, ow);
       for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
-        const int64_t ih = top + kh * g.dilation_h;
         for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
-          const int64_t iw = left + kw * g.dilation_w;
-          if (ih >= 0 && ih < w.height && iw >= 0 && iw < w.width) tap_masks[kh * f.kernel_w + kw] |= 1u << l;
+          if (padded.Inside(kh, kw, f.kernel_h, f.kernel_w)) tap_masks[kh * f.kernel_w + kw] |= 1u << l;
         }
       }
     }
@@ -392,6 +392,10 @@ class BinaryConv2D {
     int64_t top = 0, bottom = 0, left = 0, right = 0;
     bool operator==(const PaddedTaps& o) const {
       return top == o.top && bottom == o.bottom && left == o.left && right == o.right;
+    }
+    // Whether tap (kh, kw) of a kernel_h x kernel_w filter reads inside the input.
+    bool Inside(int64_t kh, int64_t kw, int64_t kernel_h, int64_t kernel_w) const {
+      return kh >= top && kh < kernel_h - bottom && kw >= left && kw < kernel_w - right;
     }
   };
 
@@ -417,10 +421,19 @@ class BinaryConv2D {
     std::vector<PaddedTaps> kinds;     // kind k + 1 is kinds[k]
     std::vector<int32_t> pixel_kinds;  // [pixels rounded up to a panel]
     std::vector<int32_t> offsets;      // [kinds + 1, O]: pixels as rows
-    std::vector<uint8_t> column_kinds;      // pixel_kinds as bytes: pixels as columns (at most kKinds - 1 kinds)
-    std::vector<int32_t> filter_offsets;    // [O, kKinds]: offsets transposed for pixels as columns
+    std::vector<uint8_t> column_kinds;    // pixel_kinds as bytes: pixels as columns, after UseColumns()
+    std::vector<int32_t> filter_offsets;  // [O, kKinds]: offsets transposed for pixels as columns, likewise
 
     bool FitColumns() const { return static_cast<int64_t>(kinds.size()) < GemmOutput::kKinds; }
+
+    // Builds the pixels-as-columns forms (at most kKinds - 1 kinds: FitColumns()).
+    void UseColumns(int64_t out_c) {
+      column_kinds.assign(pixel_kinds.begin(), pixel_kinds.end());
+      filter_offsets.assign(static_cast<size_t>(out_c * GemmOutput::kKinds), 0);
+      for (int64_t k = 0; k <= static_cast<int64_t>(kinds.size()); ++k) {
+        for (int64_t o = 0; o < out_c; ++o) filter_offsets[o * GemmOutput::kKinds + k] = offsets[k * out_c + o];
+      }
+    }
   };
 
   PaddingKinds MakePaddingKinds(const Window& w, int64_t out_h, int64_t out_w) const {
@@ -442,18 +455,9 @@ class BinaryConv2D {
       const PaddedTaps& t = padding.kinds[k - 1];
       for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
         for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
-          if (kh >= t.top && kh < f.kernel_h - t.bottom && kw >= t.left && kw < f.kernel_w - t.right) continue;
+          if (t.Inside(kh, kw, f.kernel_h, f.kernel_w)) continue;
           const int64_t tap = kh * f.kernel_w + kw;
           for (int64_t o = 0; o < out_c; ++o) padding.offsets[k * out_c + o] -= f.tap_sum[o * f.Taps() + tap];
-        }
-      }
-    }
-    if (padding.FitColumns()) {
-      padding.column_kinds.assign(padding.pixel_kinds.begin(), padding.pixel_kinds.end());
-      padding.filter_offsets.assign(static_cast<size_t>(out_c * GemmOutput::kKinds), 0);
-      for (int64_t k = 0; k < kinds; ++k) {
-        for (int64_t o = 0; o < out_c; ++o) {
-          padding.filter_offsets[o * GemmOutput::kKinds + k] = padding.offsets[k * out_c + o];
         }
       }
     }

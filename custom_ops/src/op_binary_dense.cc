@@ -87,16 +87,16 @@ class BinaryDense {
             " words per row but channels_in=", channels_in_, " needs ", words);
     }
     // The GEMM reads rows of `words` words: packed input as it is, float input packed first.
+    const bool float_in = x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
     std::vector<Word> packed;
-    const Word* rows = x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? nullptr : x.As<Word>();
-    if (rows == nullptr) {
+    if (float_in) {
       packed.resize(static_cast<size_t>(CheckedProduct({batch, words}, "packed input")));
       for (int64_t n = 0; n < batch; ++n) {
         // A row of [N, K] is one pixel whose K channels are contiguous (pixel count 1).
         PackChannels(x.As<float>() + n * channels_in_, 1, 0, channels_in_, 0, 1, packed.data() + n * words, words, 0);
       }
-      rows = packed.data();
     }
+    const Word* rows = float_in ? packed.data() : x.As<Word>();
     const bool packed_out = params.spec().mode == OutputMode::kPacked;
     const int64_t out_c = w.out_channels;
     const std::vector<int64_t> out_shape{batch, packed_out ? WordsFor(out_c) : out_c};
