@@ -93,22 +93,57 @@ def _output_params(rng: np.random.Generator, out_c: int, field_size: int, packed
     return multiplier, bias
 
 
-def _output_stage_nodes(acc: str, packed: bool, relu: bool) -> list[onnx.NodeProto]:
-    """Float: Mul, Add (, Relu). Packed: +1 iff direction*acc >= threshold, as float +-1."""
+def _post_inputs(rng: np.random.Generator, out_shape: tuple[int, ...], packed: bool) -> dict[str, np.ndarray]:
+    """Float output's optional inputs: post_multiplier with post_bias, and a residual, each in about a third of the
+    cases."""
+    post = {}
+    if not packed and rng.random() < 0.35:
+        post["post_multiplier"] = rng.standard_normal(out_shape[1]).astype(np.float32)
+        post["post_bias"] = rng.standard_normal(out_shape[1]).astype(np.float32)
+    if not packed and rng.random() < 0.35:
+        post["residual"] = random_float(rng, out_shape)
+    return post
+
+
+def _post_input_names(post: dict[str, np.ndarray]) -> list[str]:
+    """Inputs 4-6 of the node: post_multiplier and post_bias skipped by empty names when only a residual is given."""
+    names = ["post_multiplier", "post_bias"] if "post_multiplier" in post else []
+    return names + (([""] * (2 - len(names)) + ["residual"]) if "residual" in post else [])
+
+
+def _post_features(post: dict[str, np.ndarray]) -> set[str]:
+    return ({"post affine"} if "post_multiplier" in post else set()) | ({"residual"} if "residual" in post else set())
+
+
+def _output_stage_nodes(acc: str, packed: bool, relu: bool, post: dict[str, np.ndarray]) -> list[onnx.NodeProto]:
+    """Float: Mul, Add (, Relu) (, Mul, Add) (, Add residual). Packed: +1 iff direction*acc >= threshold, as float
+    +-1."""
     if packed:
         return [helper.make_node("Mul", [acc, "second_f"], ["scaled"]),
                 helper.make_node("Less", ["scaled", "first_f"], ["neg"]),
                 helper.make_node("Where", ["neg", "minus_one", "one"], ["y"])]
     nodes = [helper.make_node("Mul", [acc, "first"], ["scaled"]),
-             helper.make_node("Add", ["scaled", "second"], ["y" if not relu else "pre"])]
-    return nodes + ([helper.make_node("Relu", ["pre"], ["y"])] if relu else [])
+             helper.make_node("Add", ["scaled", "second"], ["stage"])]
+    if relu:
+        nodes.append(helper.make_node("Relu", ["stage"], ["stage_relu"]))
+    value = "stage_relu" if relu else "stage"
+    if "post_multiplier" in post:
+        nodes += [helper.make_node("Mul", [value, "post_multiplier_c"], ["post_scaled"]),
+                  helper.make_node("Add", ["post_scaled", "post_bias_c"], ["post_shifted"])]
+        value = "post_shifted"
+    if "residual" in post:
+        nodes.append(helper.make_node("Add", [value, "residual"], ["with_residual"]))
+        value = "with_residual"
+    return nodes + [helper.make_node("Identity", [value], ["y"])]
 
 
-def _output_stage_constants(first: np.ndarray, second: np.ndarray, packed: bool, per_channel: tuple) -> dict:
+def _output_stage_constants(first: np.ndarray, second: np.ndarray, packed: bool, per_channel: tuple,
+                            post: dict[str, np.ndarray]) -> dict:
     if packed:
         return {"first_f": first.astype(np.float32).reshape(per_channel),
                 "second_f": second.astype(np.float32).reshape(per_channel)}
-    return {"first": first.reshape(per_channel), "second": second.reshape(per_channel)}
+    return {"first": first.reshape(per_channel), "second": second.reshape(per_channel),
+            **{f"{name}_c": post[name].reshape(per_channel) for name in ("post_multiplier", "post_bias") if name in post}}
 
 
 def _common_features(batch: int, channels_in: int, packed_in: bool, packed_out: bool,
@@ -180,12 +215,18 @@ def conv_case(rng: np.random.Generator) -> Case:
     attributes = dict(channels_in=channels_in, kernel_shape=[kh, kw] if rng.random() < 0.5 else None,
                       strides=[sh, sw], dilations=[dh, dw], pads=pads, group=group, pad_value=pad_value,
                       packed_output=int(packed_out), activation="RELU" if relu else None)
-    params = {"w": pack_conv_weights(w_float), "first": first, "second": second}
+    given = {k: v for k, v in attributes.items() if v is not None}
+    w_packed = pack_conv_weights(w_float)
+    post = _post_inputs(rng, reference.binary_conv2d(x, w_packed, first, second, **given).shape, packed_out)
+    residual = {"residual": post["residual"]} if "residual" in post else {}
+    params = {"w": w_packed, "first": first, "second": second,
+              **{k: v for k, v in post.items() if k != "residual"}}
     as_inputs, constants = _split(rng, params)
-    model = _model([schema.make_node(schema.BINARY_CONV2D, ["x", "w", "first", "second"], ["y"], **attributes)],
-                   {"x": x, **as_inputs}, constants, TensorProto.INT32 if packed_out else TensorProto.FLOAT)
-    expected = reference.binary_conv2d(x, params["w"], first, second,
-                                       **{k: v for k, v in attributes.items() if v is not None})
+    model = _model([schema.make_node(schema.BINARY_CONV2D, ["x", "w", "first", "second"] + _post_input_names(post),
+                                     ["y"], **attributes)],
+                   {"x": x, **as_inputs, **residual}, constants, TensorProto.INT32 if packed_out else TensorProto.FLOAT)
+    expected = reference.binary_conv2d(x, w_packed, first, second, post.get("post_multiplier"),
+                                       post.get("post_bias"), post.get("residual"), **given)
 
     # Independent: sign with Where, +1 padding with Pad, zero padding through Conv's own pads.
     conv_pads = [pads[0], pads[1], pads[2], pads[3]] if pad_value == 0 else [0, 0, 0, 0]
@@ -196,13 +237,13 @@ def conv_case(rng: np.random.Generator) -> Case:
         conv_input = "s_padded"
     nodes.append(helper.make_node("Conv", [conv_input, "wf"], ["acc"], pads=conv_pads, strides=[sh, sw],
                                   dilations=[dh, dw], group=group, kernel_shape=[kh, kw]))
-    nodes += _output_stage_nodes("acc", packed_out, relu)
+    nodes += _output_stage_nodes("acc", packed_out, relu, post)
     constants = {**SIGN_CONSTANTS, "wf": w_float,
                  "pad_amounts": np.array([0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]], np.int64),
-                 **_output_stage_constants(first, second, packed_out, (1, -1, 1, 1))}
-    independent = _model(nodes, {"xf": x_float}, constants, TensorProto.FLOAT)
+                 **_output_stage_constants(first, second, packed_out, (1, -1, 1, 1), post)}
+    independent = _model(nodes, {"xf": x_float, **residual}, constants, TensorProto.FLOAT)
     features = _common_features(batch, channels_in, packed_in, packed_out, bool(as_inputs)) | {
-        f"pad_value={pad_value}", f"kernel={kh}x{kw}"}
+        f"pad_value={pad_value}", f"kernel={kh}x{kw}"} | _post_features(post)
     features |= {"groups"} if group > 1 else set()
     features |= {"over 64 filters per group"} if out_c // group > 64 else set()
     features |= {"dilation"} if max(dh, dw) > 1 else set()
@@ -210,7 +251,8 @@ def conv_case(rng: np.random.Generator) -> Case:
     features |= {"relu"} if relu else set()
     return Case(
         f"BinaryConv2D x{list(x.shape)}{'packed' if packed_in else 'float'} w{[out_c, per_group, kh, kw]} "
-        f"{attributes}", model, {"x": x, **as_inputs}, expected, independent, {"xf": x_float},
+        f"{attributes} {sorted(post)}", model, {"x": x, **as_inputs, **residual}, expected, independent,
+        {"xf": x_float, **residual},
         (lambda y: reference.bit_pack(y)) if packed_out else (lambda y: y), features)
 
 
@@ -225,22 +267,27 @@ def dense_case(rng: np.random.Generator) -> Case:
     first, second = _output_params(rng, out_c, channels_in, packed_out)
     x = reference.bit_pack(x_float) if packed_in else x_float
     attributes = dict(channels_in=channels_in, packed_output=int(packed_out), activation="RELU" if relu else None)
-    params = {"w": pack_dense_weights(w_float), "first": first, "second": second}
+    given = {k: v for k, v in attributes.items() if v is not None}
+    post = _post_inputs(rng, (batch, out_c), packed_out)
+    residual = {"residual": post["residual"]} if "residual" in post else {}
+    params = {"w": pack_dense_weights(w_float), "first": first, "second": second,
+              **{k: v for k, v in post.items() if k != "residual"}}
     as_inputs, constants = _split(rng, params)
-    model = _model([schema.make_node(schema.BINARY_DENSE, ["x", "w", "first", "second"], ["y"], **attributes)],
-                   {"x": x, **as_inputs}, constants, TensorProto.INT32 if packed_out else TensorProto.FLOAT)
-    expected = reference.binary_dense(x, params["w"], first, second,
-                                      **{k: v for k, v in attributes.items() if v is not None})
+    model = _model([schema.make_node(schema.BINARY_DENSE, ["x", "w", "first", "second"] + _post_input_names(post),
+                                     ["y"], **attributes)],
+                   {"x": x, **as_inputs, **residual}, constants, TensorProto.INT32 if packed_out else TensorProto.FLOAT)
+    expected = reference.binary_dense(x, params["w"], first, second, post.get("post_multiplier"),
+                                      post.get("post_bias"), post.get("residual"), **given)
     nodes = _signs_nodes("xf", "s") + [helper.make_node("MatMul", ["s", "wt"], ["acc"])]
-    nodes += _output_stage_nodes("acc", packed_out, relu)
+    nodes += _output_stage_nodes("acc", packed_out, relu, post)
     constants = {**SIGN_CONSTANTS, "wt": np.ascontiguousarray(w_float.T),
-                 **_output_stage_constants(first, second, packed_out, (1, -1))}
-    independent = _model(nodes, {"xf": x_float}, constants, TensorProto.FLOAT)
-    features = _common_features(batch, channels_in, packed_in, packed_out, bool(as_inputs))
+                 **_output_stage_constants(first, second, packed_out, (1, -1), post)}
+    independent = _model(nodes, {"xf": x_float, **residual}, constants, TensorProto.FLOAT)
+    features = _common_features(batch, channels_in, packed_in, packed_out, bool(as_inputs)) | _post_features(post)
     features |= {"relu"} if relu else set()
-    return Case(f"BinaryDense x{list(x.shape)} out={out_c} {attributes}", model, {"x": x, **as_inputs}, expected,
-                independent, {"xf": x_float}, (lambda y: reference.bit_pack(y)) if packed_out else (lambda y: y),
-                features)
+    return Case(f"BinaryDense x{list(x.shape)} out={out_c} {attributes} {sorted(post)}", model,
+                {"x": x, **as_inputs, **residual}, expected, independent, {"xf": x_float, **residual},
+                (lambda y: reference.bit_pack(y)) if packed_out else (lambda y: y), features)
 
 
 def maxpool_case(rng: np.random.Generator) -> Case:
@@ -270,7 +317,7 @@ def maxpool_case(rng: np.random.Generator) -> Case:
 
 
 _BINARY_LAYER = {"batch > 1", "odd channels", "packed input", "float input", "packed output", "float output",
-                 "weights as runtime inputs", "constant weights", "relu"}
+                 "weights as runtime inputs", "constant weights", "relu", "post affine", "residual"}
 # What the random cases of one test run must have covered between them.
 REQUIRED_FEATURES: dict[str, set[str]] = {
     "BinaryConv2D": _BINARY_LAYER | {"pad_value=0", "pad_value=1", "groups", "over 64 filters per group", "dilation",

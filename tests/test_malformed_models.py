@@ -46,23 +46,38 @@ class Malformed:
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), schema.opset_import()])
 
 
+def with_optional_inputs(case: Malformed, optional: list[tuple[str, np.ndarray | None]]) -> Malformed:
+    """Appends inputs 4-6 (name, value) to a binary layer's node: a residual is fed at run, the others are
+    constants, and an empty name skips an input."""
+    for name, value in optional:
+        case.order += (name,)
+        if name:
+            (case.inputs if name == "residual" else case.constants)[name] = value
+    return case
+
+
 def conv(message: str, x: np.ndarray = CONV_X, w: np.ndarray = CONV_W, params: dict | None = None,
-         runtime_weights: bool = False, **attributes: Any) -> Malformed:
+         runtime_weights: bool = False, optional: list[tuple[str, np.ndarray | None]] = (), **attributes: Any
+         ) -> Malformed:
     params = FLOAT_PARAMS if params is None else params
     attributes = {"channels_in": 40, "pads": [1, 1, 1, 1], **attributes}
     constants = {"first": params["first"], "second": params["second"]}
     inputs = {"x": x}
     (inputs if runtime_weights else constants)["w"] = w
     output_type = TensorProto.INT32 if attributes.get("packed_output") else TensorProto.FLOAT
-    return Malformed(schema.BINARY_CONV2D, message, inputs, constants, attributes, ("x", "w", "first", "second"),
-                     output_type)
+    return with_optional_inputs(Malformed(schema.BINARY_CONV2D, message, inputs, constants, attributes,
+                                          ("x", "w", "first", "second"), output_type), list(optional))
 
 
 def dense(message: str, x: np.ndarray = DENSE_X, w: np.ndarray = DENSE_W, bias_length: int = 5,
-          **attributes: Any) -> Malformed:
+          optional: list[tuple[str, np.ndarray | None]] = (), **attributes: Any) -> Malformed:
     constants = {"w": w, "first": np.ones(5, np.float32), "second": np.zeros(bias_length, np.float32)}
-    return Malformed(schema.BINARY_DENSE, message, {"x": x}, constants, {"channels_in": 70, **attributes},
-                     ("x", "w", "first", "second"))
+    return with_optional_inputs(Malformed(schema.BINARY_DENSE, message, {"x": x}, constants,
+                                          {"channels_in": 70, **attributes}, ("x", "w", "first", "second")),
+                                list(optional))
+
+
+POST_8 = [("post_multiplier", np.ones(8, np.float32)), ("post_bias", np.zeros(8, np.float32))]
 
 
 def maxpool(message: str, x: np.ndarray = PACKED_40, **attributes: Any) -> Malformed:
@@ -114,6 +129,16 @@ CASES = {
     "conv_float16_input": conv("must be float or packed int32, got float16", x=CONV_X.astype(np.float16)),
     "conv_runtime_weights_words": conv("has 1 words per tap but channels_in=40/group=1 needs 2",
                                        w=CONV_W[..., :1], runtime_weights=True),
+    "conv_post_packed": conv("post_multiplier, post_bias and residual (inputs 4-6) need float output",
+                             packed_output=1, params=PACKED_PARAMS, optional=POST_8),
+    "conv_post_without_bias": conv("post_multiplier (input 4) and post_bias (input 5) are given together",
+                                   optional=POST_8[:1]),
+    "conv_post_length": conv("post_multiplier (input 4) must have shape [8], got [3]",
+                             optional=[("post_multiplier", np.ones(3, np.float32)), POST_8[1]]),
+    "conv_residual_shape": conv("residual (input 6) shape [1,8,5,5] differs from the output shape [1,8,6,6]",
+                                optional=[("", None), ("", None), ("residual", np.zeros((1, 8, 5, 5), np.float32))]),
+    "dense_residual_shape": dense("residual (input 6) shape [5,2] differs from the output shape [2,5]",
+                                  optional=[("", None), ("", None), ("residual", np.zeros((5, 2), np.float32))]),
     "dense_weights_words": dense("weights (input 1) shape [5,2] has 2 words per row but channels_in=70 needs 3",
                                  w=DENSE_W[:, :2]),
     "dense_bias_length": dense("bias (input 3) must have shape [5], got [4]", bias_length=4),

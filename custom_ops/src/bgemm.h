@@ -39,8 +39,9 @@ void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word
 // The result is stored either
 // - as int32 at dots[i * stride + j], or
 // - as float act(float(dot) * multiplier[r] + bias[r]) (act: ReLU or none; a separate multiply and add, rounded as
-//   the reference does, docs/ops.md) at floats[r * stride + c], where (r, c) = (i, j), or (j, i) when
-//   `transposed` (then the multiplier and bias are per column of B).
+//   the reference does, docs/ops.md), then * post_multiplier[r] + post_bias[r] and + residual[r * stride + c]
+//   when given, at floats[r * stride + c], where (r, c) = (i, j), or (j, i) when `transposed` (then the
+//   per-channel vectors are per column of B).
 struct GemmOutput {
   static constexpr int64_t kKinds = 16;
 
@@ -52,6 +53,9 @@ struct GemmOutput {
   const float* multiplier = nullptr;
   const float* bias = nullptr;
   bool relu = false;
+  const float* post_multiplier = nullptr;  // with post_bias, or neither
+  const float* post_bias = nullptr;
+  const float* residual = nullptr;
   const uint8_t* column_kinds = nullptr;
   const int32_t* row_kinds = nullptr;
   const int32_t* kind_offsets = nullptr;
@@ -67,8 +71,11 @@ struct GemmOutput {
       return;
     }
     const int64_t r = transposed ? j : i, c = transposed ? i : j;
-    const float y = static_cast<float>(dot) * multiplier[r] + bias[r];
-    floats[r * stride + c] = relu && y < 0.0f ? 0.0f : y;
+    float y = static_cast<float>(dot) * multiplier[r] + bias[r];
+    if (relu && y < 0.0f) y = 0.0f;
+    if (post_multiplier) y = y * post_multiplier[r] + post_bias[r];
+    if (residual) y += residual[r * stride + c];
+    floats[r * stride + c] = y;
   }
 };
 

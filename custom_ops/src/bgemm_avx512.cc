@@ -36,14 +36,27 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
   __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(lanes, dot), multiplier), bias);
   // max(0, y) is 0 > y ? 0 : y: NaN and -0.0 pass through, as `y < 0 ? 0 : y` does.
   if (out.relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
+  if (out.post_multiplier) {
+    const __m512 post_multiplier = out.transposed ? _mm512_maskz_loadu_ps(lanes, out.post_multiplier + j)
+                                                  : _mm512_set1_ps(out.post_multiplier[i]);
+    const __m512 post_bias = out.transposed ? _mm512_maskz_loadu_ps(lanes, out.post_bias + j)
+                                            : _mm512_set1_ps(out.post_bias[i]);
+    y = _mm512_add_ps(_mm512_mul_ps(y, post_multiplier), post_bias);
+  }
   if (!out.transposed) {
-    _mm512_mask_storeu_ps(out.floats + i * out.stride + j, lanes, y);
+    const int64_t at = i * out.stride + j;
+    if (out.residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(lanes, out.residual + at));
+    _mm512_mask_storeu_ps(out.floats + at, lanes, y);
     return;
   }
   // Lane l is column j + l: a row of its own, `stride` floats apart (16 * stride fits int32, see the caller).
   const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                           _mm512_set1_epi32(static_cast<int>(out.stride)));
-  _mm512_mask_i32scatter_ps(out.floats + j * out.stride + i, lanes, rows, y, 4);
+  const int64_t at = j * out.stride + i;
+  if (out.residual) {
+    y = _mm512_add_ps(y, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, rows, out.residual + at, 4));
+  }
+  _mm512_mask_i32scatter_ps(out.floats + at, lanes, rows, y, 4);
 }
 
 // Rows [i, i + R) of A (a points at row i) against panels [0, P) of B (b points at the panel of column j); lanes

@@ -12,10 +12,27 @@
 
 namespace bnn2onnx {
 
-// x (float or packed int32), packed weights, and two per-channel vectors whose type depends on the output mode.
-inline constexpr std::array<ONNXTensorElementDataType, 4> kBinaryLayerInputTypes = {
+// x (float or packed int32), packed weights, two per-channel vectors whose type depends on the output mode, and
+// the float output's optional post_multiplier, post_bias and residual (output_stage.h).
+inline constexpr std::array<ONNXTensorElementDataType, 7> kBinaryLayerInputTypes = {
     ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
-    ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED};
+    ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED, ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED,
+    ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,     ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+    ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
+inline constexpr size_t kBinaryLayerRequiredInputs = 4;
+
+// Points a GEMM's float store at element `at` of the output y (and of the residual, when given) with the
+// per-channel vectors from output channel o_begin on.
+inline void StoreFloatsAt(GemmOutput& out, const OutputParams& params, float* y, const float* residual, int64_t at,
+                          int64_t o_begin) {
+  out.floats = y + at;
+  out.residual = residual ? residual + at : nullptr;
+  out.multiplier = params.multiplier() + o_begin, out.bias = params.bias() + o_begin;
+  out.relu = params.spec().relu;
+  if (params.post_multiplier()) {
+    out.post_multiplier = params.post_multiplier() + o_begin, out.post_bias = params.post_bias() + o_begin;
+  }
+}
 
 // Weights is the op's prepared form of input 1; it has an `out_channels` member.
 template <class Weights>
@@ -26,17 +43,22 @@ class BinaryLayer {
   BinaryLayer(const OrtKernelInfo* info, Prepare prepare)
       : spec_(ReadOutputSpec(Attributes(info))), isa_(SelectIsa()), gemm_(BinaryGemmFor(isa_)),
         prepare_(std::move(prepare)) {
-    CheckDeclaredParamTypes(info, spec_);
+    CheckDeclaredParams(info, spec_);
     if (const auto x_type = DeclaredInputType(info, 0)) {
       Check(*x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || *x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
             "input (input 0) must be float or packed int32, got ", TypeName(*x_type));
     }
     if (const auto w = ConstantInput(info, 1)) weights_ = prepare_(*w);
     const auto first = ConstantInput(info, 2), second = ConstantInput(info, 3);
-    if (weights_ && first && second) params_.emplace(spec_, *first, *second, weights_->out_channels);
+    const bool post = HasInput(info, kPostMultiplierInput);
+    const auto post_multiplier = post ? ConstantInput(info, kPostMultiplierInput) : std::nullopt;
+    const auto post_bias = post ? ConstantInput(info, kPostBiasInput) : std::nullopt;
+    if (weights_ && first && second && (!post || (post_multiplier && post_bias))) {
+      params_.emplace(spec_, *first, *second, post_multiplier, post_bias, weights_->out_channels);
+    }
   }
 
-  // Calls run(x, weights, params) with this run's input and the prepared (or freshly prepared) rest.
+  // Calls run(x, weights, params, residual) with this run's inputs and the prepared (or freshly prepared) rest.
   template <class F>
   void WithInputs(Ort::KernelContext& ctx, F&& run) const {
     const TensorIn x = ReadInput(ctx, 0);
@@ -44,8 +66,11 @@ class BinaryLayer {
     if (!weights_) runtime_weights = prepare_(ReadInput(ctx, 1));
     const Weights& weights = weights_ ? *weights_ : *runtime_weights;
     std::optional<OutputParams> runtime_params;
-    if (!params_) runtime_params.emplace(spec_, ReadInput(ctx, 2), ReadInput(ctx, 3), weights.out_channels);
-    run(x, weights, params_ ? *params_ : *runtime_params);
+    if (!params_) {
+      runtime_params.emplace(spec_, ReadInput(ctx, 2), ReadInput(ctx, 3), OptionalInput(ctx, kPostMultiplierInput),
+                             OptionalInput(ctx, kPostBiasInput), weights.out_channels);
+    }
+    run(x, weights, params_ ? *params_ : *runtime_params, OptionalInput(ctx, kResidualInput));
   }
 
   Isa isa() const { return isa_; }

@@ -119,6 +119,7 @@ class BinaryConv2D {
  public:
   static constexpr const char* kName = "BinaryConv2D";
   static constexpr auto kInputTypes = kBinaryLayerInputTypes;
+  static constexpr size_t kRequiredInputs = kBinaryLayerRequiredInputs;
   static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;  // by mode
 
   static void InferShape(const ShapeInference& s) {
@@ -146,9 +147,8 @@ class BinaryConv2D {
   BinaryConv2D& operator=(const BinaryConv2D&) = delete;
 
   void Compute(Ort::KernelContext& ctx) const {
-    layer_.WithInputs(ctx, [&](const TensorIn& x, const PackedFilter& filter, const OutputParams& params) {
-      Run(ctx, x, filter, params);
-    });
+    layer_.WithInputs(ctx, [&](const TensorIn& x, const PackedFilter& filter, const OutputParams& params,
+                               const std::optional<TensorIn>& residual) { Run(ctx, x, filter, params, residual); });
   }
 
  private:
@@ -196,7 +196,8 @@ class BinaryConv2D {
     return in;
   }
 
-  void Run(Ort::KernelContext& ctx, const TensorIn& x, const PackedFilter& f, const OutputParams& params) const {
+  void Run(Ort::KernelContext& ctx, const TensorIn& x, const PackedFilter& f, const OutputParams& params,
+           const std::optional<TensorIn>& residual) const {
     const ConvGeometry& g = geometry_;
     CheckRank(x, "input (input 0)", 4);
     int64_t batch = x.shape[0], height, width;
@@ -222,6 +223,7 @@ class BinaryConv2D {
     Ort::UnownedValue y = ctx.GetOutput(0, out_shape);
     if (batch == 0) return;
     float* y_float = packed_out ? nullptr : y.GetTensorMutableData<float>();
+    const float* residual_float = packed_out ? nullptr : ResidualData(residual, out_shape);
     Word* y_packed = packed_out ? reinterpret_cast<Word*>(y.GetTensorMutableData<int32_t>()) : nullptr;
 
     const PackedInput in = PrepareInput(ctx, x, batch, height, width);
@@ -270,9 +272,8 @@ class BinaryConv2D {
             if (packed_out) {
               out.dots = dots + o_begin;  // [pixel][filter]
             } else {
-              out.floats = y_float + (n * out_c + o_begin) * pixels + p_begin, out.transposed = true;
-              out.multiplier = params.multiplier() + o_begin, out.bias = params.bias() + o_begin;
-              out.relu = params.spec().relu;
+              StoreFloatsAt(out, params, y_float, residual_float, (n * out_c + o_begin) * pixels + p_begin, o_begin);
+              out.transposed = true;
             }
             if (!padding.kinds.empty()) {
               out.row_kinds = padding.pixel_kinds.data() + p_begin;
@@ -287,7 +288,6 @@ class BinaryConv2D {
         });
         continue;
       }
-      float* y_image = y_float + n * out_c * pixels;
       const int64_t filter_blocks = (per_group + kFilterBlock - 1) / kFilterBlock;
       const int64_t pixel_blocks = (pixels + kPixelBlock - 1) / kPixelBlock;
       ParallelFor(ctx, static_cast<size_t>(g.group * filter_blocks * pixel_blocks), [&](size_t task) {
@@ -299,10 +299,7 @@ class BinaryConv2D {
         const int64_t p_begin = pixel_block * kPixelBlock;
         const int64_t count = std::min(kPixelBlock, pixels - p_begin);
         GemmOutput out{full_field, pixels};
-        out.floats = y_image + o_begin * pixels + p_begin;
-        out.multiplier = params.multiplier() + o_begin;
-        out.bias = params.bias() + o_begin;
-        out.relu = params.spec().relu;
+        StoreFloatsAt(out, params, y_float, residual_float, (n * out_c + o_begin) * pixels + p_begin, o_begin);
         if (!padding.kinds.empty()) {
           out.column_kinds = padding.column_kinds.data() + p_begin;
           out.kind_offsets = padding.filter_offsets.data() + o_begin * GemmOutput::kKinds;

@@ -44,6 +44,7 @@ class BinaryDense {
  public:
   static constexpr const char* kName = "BinaryDense";
   static constexpr auto kInputTypes = kBinaryLayerInputTypes;
+  static constexpr size_t kRequiredInputs = kBinaryLayerRequiredInputs;
   static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;  // by mode
 
   static void InferShape(const ShapeInference& s) {
@@ -67,13 +68,13 @@ class BinaryDense {
   BinaryDense& operator=(const BinaryDense&) = delete;
 
   void Compute(Ort::KernelContext& ctx) const {
-    layer_.WithInputs(ctx, [&](const TensorIn& x, const PackedMatrix& w, const OutputParams& params) {
-      Run(ctx, x, w, params);
-    });
+    layer_.WithInputs(ctx, [&](const TensorIn& x, const PackedMatrix& w, const OutputParams& params,
+                               const std::optional<TensorIn>& residual) { Run(ctx, x, w, params, residual); });
   }
 
  private:
-  void Run(Ort::KernelContext& ctx, const TensorIn& x, const PackedMatrix& w, const OutputParams& params) const {
+  void Run(Ort::KernelContext& ctx, const TensorIn& x, const PackedMatrix& w, const OutputParams& params,
+           const std::optional<TensorIn>& residual) const {
     CheckRank(x, "input (input 0)", 2);
     const int64_t batch = x.shape[0];
     const int64_t words = WordsFor(channels_in_);
@@ -105,6 +106,7 @@ class BinaryDense {
     if (batch == 0) return;
     float* y_float = packed_out ? nullptr : y.GetTensorMutableData<float>();
     Word* y_packed = packed_out ? reinterpret_cast<Word*>(y.GetTensorMutableData<int32_t>()) : nullptr;
+    const float* residual_float = packed_out ? nullptr : ResidualData(residual, out_shape);
     const int64_t blocks = (out_c + kChannelBlock - 1) / kChannelBlock;
     const int32_t full = static_cast<int32_t>(channels_in_);
 
@@ -119,7 +121,10 @@ class BinaryDense {
       if (packed_out) {
         params.WriteBits(acc, o_begin, count, y_packed + n * WordsFor(out_c) + o_begin / kWordBits);
       } else {
-        for (int64_t i = 0; i < count; ++i) y_float[n * out_c + o_begin + i] = params.FloatValue(o_begin + i, acc[i]);
+        for (int64_t i = 0, at = n * out_c + o_begin; i < count; ++i, ++at) {
+          const float value = params.FloatValue(o_begin + i, acc[i]);
+          y_float[at] = residual_float ? value + residual_float[at] : value;
+        }
       }
     });
   }

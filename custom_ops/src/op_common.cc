@@ -88,6 +88,18 @@ TensorIn ReadInput(Ort::KernelContext& ctx, size_t index) {
   return Describe(value);
 }
 
+std::optional<TensorIn> OptionalInput(Ort::KernelContext& ctx, size_t index) {
+  if (index >= ctx.GetInputCount()) return std::nullopt;
+  Ort::ConstValue value = ctx.GetInput(index);
+  if (static_cast<const OrtValue*>(value) == nullptr) return std::nullopt;
+  return Describe(value);
+}
+
+bool HasInput(const OrtKernelInfo* info, size_t index) {
+  const Ort::ConstKernelInfo kernel_info(info);
+  return index < kernel_info.GetInputCount() && !kernel_info.GetInputName(index).empty();
+}
+
 std::optional<TensorIn> ConstantInput(const OrtKernelInfo* info, size_t index) {
   int is_constant = 0;
   const Ort::ConstValue value = Ort::ConstKernelInfo(info).GetTensorConstantInput(index, &is_constant);

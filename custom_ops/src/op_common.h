@@ -109,6 +109,10 @@ struct TensorIn {
 };
 
 TensorIn ReadInput(Ort::KernelContext& ctx, size_t index);
+// An optional input: std::nullopt when the node omits it (fewer inputs, or an empty name).
+std::optional<TensorIn> OptionalInput(Ort::KernelContext& ctx, size_t index);
+// Whether the node gives input `index` (known at session creation).
+bool HasInput(const OrtKernelInfo* info, size_t index);
 // The input if the model stores it as a constant initializer (known at session creation).
 std::optional<TensorIn> ConstantInput(const OrtKernelInfo* info, size_t index);
 // The element type the graph declares for an input, if it is known at session creation.
@@ -229,6 +233,13 @@ struct KernelAdaptor {
   Kernel kernel;
 };
 
+// Kernel::kRequiredInputs if the kernel names it (its later inputs are optional), else every input is required.
+template <class Kernel, class = void>
+struct RequiredInputs : std::integral_constant<size_t, Kernel::kInputTypes.size()> {};
+template <class Kernel>
+struct RequiredInputs<Kernel, std::void_t<decltype(Kernel::kRequiredInputs)>>
+    : std::integral_constant<size_t, Kernel::kRequiredInputs> {};
+
 template <class Kernel>
 struct CustomOp : Ort::CustomOpBase<CustomOp<Kernel>, KernelAdaptor<Kernel>, /*WithStatus=*/true> {
   CustomOp() {
@@ -240,6 +251,9 @@ struct CustomOp : Ort::CustomOpBase<CustomOp<Kernel>, KernelAdaptor<Kernel>, /*W
   const char* GetName() const { return Kernel::kName; }
   size_t GetInputTypeCount() const { return Kernel::kInputTypes.size(); }
   ONNXTensorElementDataType GetInputType(size_t index) const { return Kernel::kInputTypes[index]; }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index < RequiredInputs<Kernel>::value ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+  }
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return Kernel::kOutputType; }
 

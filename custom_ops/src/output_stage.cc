@@ -21,8 +21,15 @@ OutputSpec ReadOutputSpec(const Attributes& attributes) {
   return spec;
 }
 
-void CheckDeclaredParamTypes(const OrtKernelInfo* info, const OutputSpec& spec) {
+void CheckDeclaredParams(const OrtKernelInfo* info, const OutputSpec& spec) {
   const bool packed = spec.mode == OutputMode::kPacked;
+  const bool post_multiplier = HasInput(info, kPostMultiplierInput), post_bias = HasInput(info, kPostBiasInput);
+  const bool residual = HasInput(info, kResidualInput);
+  Check(!packed || !(post_multiplier || post_bias || residual), "post_multiplier, post_bias and residual (inputs ",
+        "4-6) need float output (packed_output=0)");
+  Check(post_multiplier == post_bias, "post_multiplier (input 4) and post_bias (input 5) are given together or ",
+        "not at all");
+  // Inputs 4-6 are float in the op schema, which onnxruntime enforces.
   const ONNXTensorElementDataType expected =
       packed ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   const char* names[2] = {packed ? "threshold (input 2)" : "multiplier (input 2)",
@@ -35,13 +42,34 @@ void CheckDeclaredParamTypes(const OrtKernelInfo* info, const OutputSpec& spec) 
   }
 }
 
-OutputParams::OutputParams(const OutputSpec& spec, const TensorIn& first, const TensorIn& second, int64_t channels)
+const float* ResidualData(const std::optional<TensorIn>& residual, const std::vector<int64_t>& out_shape) {
+  if (!residual) return nullptr;
+  CheckType(*residual, "residual (input 6)", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+  Check(residual->shape == out_shape, "residual (input 6) shape ", ShapeStr(residual->shape),
+        " differs from the output shape ", ShapeStr(out_shape));
+  return residual->As<float>();
+}
+
+OutputParams::OutputParams(const OutputSpec& spec, const TensorIn& first, const TensorIn& second,
+                           const std::optional<TensorIn>& post_multiplier, const std::optional<TensorIn>& post_bias,
+                           int64_t channels)
     : spec_(spec) {
+  // Also checked at session creation; here for the inputs a run brings.
+  Check(spec.mode == OutputMode::kFloat || !(post_multiplier || post_bias), "post_multiplier and post_bias ",
+        "(inputs 4 and 5) need float output (packed_output=0)");
+  Check(post_multiplier.has_value() == post_bias.has_value(), "post_multiplier (input 4) and post_bias (input 5) ",
+        "are given together or not at all");
+  const auto read = [channels](const TensorIn& t, const char* what, std::vector<float>& values) {
+    CheckVector(t, what, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, channels);
+    values.assign(t.As<float>(), t.As<float>() + channels);
+  };
   if (spec.mode == OutputMode::kFloat) {
-    CheckVector(first, "multiplier (input 2)", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, channels);
-    CheckVector(second, "bias (input 3)", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, channels);
-    multiplier_.assign(first.As<float>(), first.As<float>() + channels);
-    bias_.assign(second.As<float>(), second.As<float>() + channels);
+    read(first, "multiplier (input 2)", multiplier_);
+    read(second, "bias (input 3)", bias_);
+    if (post_multiplier) {
+      read(*post_multiplier, "post_multiplier (input 4)", post_multiplier_);
+      read(*post_bias, "post_bias (input 5)", post_bias_);
+    }
     return;
   }
   CheckVector(first, "threshold (input 2)", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, channels);
