@@ -104,7 +104,7 @@ def test_batch_norm_before_the_next_binarizer_becomes_thresholds_with_all_direct
 
 def test_residual_reader_keeps_the_float_output() -> None:
     """The layer's output also feeds an Add (a residual): no thresholds, the batch norm folds into the float
-    output instead."""
+    output instead, and the Add becomes the layer's residual input."""
     nodes = where_binarizer("x", "s1") + [
         helper.make_node("Conv", ["s1", "w1"], ["c1"], pads=[1, 1, 1, 1]),
         helper.make_node("Mul", ["c1", "scale"], ["bn"]),
@@ -118,8 +118,62 @@ def test_residual_reader_keeps_the_float_output() -> None:
     converted, report = optimize(source)
     assert results(report)["fuse_threshold_output"][0] == 0
     assert results(report)["fold_output_affine"][0] == 1
+    assert results(report)["fuse_residual_add"][0] == 1
+    assert "Add" not in {n.op_type for n in converted.graph.node}
     x = RNG.standard_normal((1, 8, 5, 5)).astype(np.float32)
     np.testing.assert_allclose(run(converted, {"x": x}), run(source, {"x": x}, custom_ops=False), rtol=1e-5,
+                               atol=1e-5)
+
+
+def quicknet_block(residual_of: str, shape: list) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray]]:
+    """QuickNet's block: binary conv -> ReLU -> batch norm -> Add(the block's input `residual_of`)."""
+    nodes = where_binarizer("x", "s") + [
+        helper.make_node("Conv", ["s", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("BatchNormalization", ["r", "gamma", "beta", "mean", "var"], ["bn"]),
+        helper.make_node("Add", ["bn", residual_of], ["y"])]
+    channels = shape[1]
+    inits = {**SIGN_CONSTANTS, "w": RNG.choice([-1.0, 1.0], (channels, channels, 3, 3)).astype(np.float32),
+             "gamma": RNG.uniform(-1.5, 1.5, channels).astype(np.float32),
+             "beta": RNG.standard_normal(channels).astype(np.float32),
+             "mean": RNG.standard_normal(channels).astype(np.float32),
+             "var": RNG.uniform(0.5, 2, channels).astype(np.float32)}
+    return nodes, inits
+
+
+def test_batch_norm_after_relu_and_the_shortcut_add_fold_into_the_layer() -> None:
+    """conv -> ReLU -> BN -> Add(x) becomes one BinaryConv2D with post_multiplier/post_bias (the BN, negative
+    gammas included) and the residual x, agreeing with onnxruntime on the float model."""
+    nodes, inits = quicknet_block("x", ["n", 16, 6, 6])
+    source = model(nodes, inits, ["n", 16, 6, 6])
+    converted, report = optimize(source)
+    assert [n.op_type for n in converted.graph.node] == ["BinaryConv2D"]
+    layer = converted.graph.node[0]
+    assert len(layer.input) == 7 and layer.input[6] == "x"
+    assert results(report)["fold_output_affine"][0] == 2 and results(report)["fuse_residual_add"][0] == 1
+    x = RNG.standard_normal((3, 16, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(run(converted, {"x": x}), run(source, {"x": x}, custom_ops=False), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_add_that_broadcasts_or_reads_the_layer_output_stays_separate() -> None:
+    """A per-channel Add folds into the bias, but a broadcasting Add of a variable (here x[:, :1]) and an Add whose
+    other input is computed from the layer's own output stay Adds."""
+    nodes, inits = quicknet_block("x_first", [1, 8, 5, 5])
+    nodes.insert(0, helper.make_node("Slice", ["x", "zero_i", "one_i", "one_i"], ["x_first"]))
+    inits |= {"zero_i": np.array([0], np.int64), "one_i": np.array([1], np.int64)}
+    broadcast, broadcast_report = optimize(model(nodes, inits, [1, 8, 5, 5]))
+    assert results(broadcast_report)["fuse_residual_add"][0] == 0
+    assert results(broadcast_report)["fuse_residual_add"][1], "the refusal gives its reason"
+    nodes, inits = quicknet_block("bn_twice", [1, 8, 5, 5])
+    nodes.insert(-1, helper.make_node("Mul", ["bn", "two"], ["bn_twice"]))
+    source = model(nodes, inits | {"two": np.float32(2)}, [1, 8, 5, 5])
+    self_reading, report = optimize(source)
+    assert results(report)["fuse_residual_add"][0] == 0
+    x = RNG.standard_normal((1, 8, 5, 5)).astype(np.float32)
+    for converted in (broadcast, self_reading):
+        assert "Add" in {n.op_type for n in converted.graph.node}
+    np.testing.assert_allclose(run(self_reading, {"x": x}), run(source, {"x": x}, custom_ops=False), rtol=1e-5,
                                atol=1e-5)
 
 

@@ -26,6 +26,7 @@ from bnn2onnx.passes import (
     fuse_binary_dense,
     fuse_binary_maxpool,
     fuse_input_packing,
+    fuse_residual_add,
     fuse_threshold_output,
     recognise_binarizers,
     sink_layout_ops,
@@ -47,6 +48,7 @@ Stage = tuple[Pass, ...]
 #   threshold pass can absorb;
 # - thresholds before affine folding: thresholds are computed from the float chain as the source model computes
 #   it, before folding changes its rounding; what is left is folded into float outputs;
+# - a shortcut's Add after that, once the layer's output is the tensor the Add reads;
 # - then packed tensors that are unpacked and repacked cancel, and a BitPack with one binary reader is fused
 #   into that reader;
 # - last, equal constants created along the way are shared.
@@ -64,6 +66,7 @@ BINARIZE: Stage = (
     fuse_binary_maxpool.run,
     fuse_threshold_output.run,
     fold_output_affine.run,
+    fuse_residual_add.run,
     cancel_pack_unpack.run,
     fuse_input_packing.run,
     dedupe_constants.run,

@@ -1,0 +1,50 @@
+"""BinaryConv2D/BinaryDense(float output) -> Add(with r): the Add becomes the layer's residual input (docs/ops.md),
+so a shortcut's sum is made in the layer's output pass instead of another pass over the tensor. Only when r is a
+float32 tensor of exactly the output's shape (no broadcasting). The Add must be the output's only reader, so r
+cannot be computed from the output (that would make a cycle)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from bnn2onnx.ops import schema
+from bnn2onnx.passes.graph_tools import PassResult, detach, only_consumer
+
+RESIDUAL_INPUT = 6
+
+
+def _known_shape(tensor: gs.Tensor) -> tuple | None:
+    """The tensor's shape if every dimension is a number or a named symbol."""
+    shape = tensor.shape
+    if shape is None or any(d is None or (isinstance(d, str) and not d) for d in shape):
+        return None
+    return tuple(shape)
+
+
+def _fuse(graph: gs.Graph, node: gs.Node, result: PassResult) -> None:
+    out = node.outputs[0]
+    add = only_consumer(graph, out)
+    if add is None or add.op != "Add" or len(add.inputs) != 2 or add.inputs[0] is add.inputs[1]:
+        return
+    residual = add.inputs[1] if add.inputs[0] is out else add.inputs[0]
+    shape = _known_shape(out)
+    if shape is None or _known_shape(residual) != shape or _known_shape(add.outputs[0]) != shape \
+            or residual.dtype != np.float32:
+        result.refuse(add, f"Add's other input {residual.name} is not known to be float32 of the layer's output "
+                           f"shape {out.shape} (broadcasting stays a separate Add)")
+        return
+    node.inputs.extend(gs.Variable.empty() for _ in range(len(node.inputs), RESIDUAL_INPUT))
+    node.inputs.append(residual)
+    node.outputs[0] = add.outputs[0]
+    detach(add)
+    result.rewrites += 1
+
+
+def run(graph: gs.Graph) -> PassResult:
+    result = PassResult("fuse_residual_add")
+    for node in list(graph.nodes):
+        if node.op in (schema.BINARY_CONV2D, schema.BINARY_DENSE) and not node.attrs.get("packed_output", 0) \
+                and len(node.inputs) <= RESIDUAL_INPUT:
+            _fuse(graph, node, result)
+    return result
