@@ -191,8 +191,11 @@ def conv_case(rng: np.random.Generator) -> Case:
     # 256 channels with a 7x7 kernel makes rows of 392 words: long enough for the AVX2 byte counters to widen.
     per_group = int(rng.choice(CHANNELS + (256,))) if group == 1 else int(rng.choice((1, 5, 16, 31, 32, 33, 40)))
     channels_in = group * per_group
-    # Sometimes more filters per group than the kernels' blocks of 64 filters / 48 columns.
-    out_c = group * int(rng.integers(1, 40 if group == 1 else 12) if rng.random() < 0.8 else rng.integers(60, 140))
+    # Sometimes more filters per group than the kernels' blocks of 64 filters / 48 columns, and with one group more
+    # than a task's chunk of 192 filters.
+    draw = rng.random()
+    per_group_out = rng.integers(1, 40 if group == 1 else 12) if draw < 0.8 else rng.integers(60, 140)
+    out_c = group * int(rng.integers(190, 420) if group == 1 and draw > 0.95 else per_group_out)
     # Mostly square kernels (1x1 to 7x7), sometimes rectangular ones.
     if rng.random() < 0.3:
         kh, kw = (int(k) for k in rng.choice([1, 2, 3, 5, 7], 2))
@@ -246,6 +249,7 @@ def conv_case(rng: np.random.Generator) -> Case:
         f"pad_value={pad_value}", f"kernel={kh}x{kw}"} | _post_features(post)
     features |= {"groups"} if group > 1 else set()
     features |= {"over 64 filters per group"} if out_c // group > 64 else set()
+    features |= {"over 192 filters"} if out_c > 192 else set()
     features |= {"dilation"} if max(dh, dw) > 1 else set()
     features |= {"stride 2, asymmetric pads"} if 2 in (sh, sw) and pads[:2] != pads[2:] else set()
     features |= {"relu"} if relu else set()
@@ -320,8 +324,9 @@ _BINARY_LAYER = {"batch > 1", "odd channels", "packed input", "float input", "pa
                  "weights as runtime inputs", "constant weights", "relu", "post affine", "residual"}
 # What the random cases of one test run must have covered between them.
 REQUIRED_FEATURES: dict[str, set[str]] = {
-    "BinaryConv2D": _BINARY_LAYER | {"pad_value=0", "pad_value=1", "groups", "over 64 filters per group", "dilation",
-                                     "stride 2, asymmetric pads", "kernel=1x1", "kernel=3x3", "kernel=7x7"},
+    "BinaryConv2D": _BINARY_LAYER | {"pad_value=0", "pad_value=1", "groups", "over 64 filters per group",
+                                     "over 192 filters", "dilation", "stride 2, asymmetric pads", "kernel=1x1",
+                                     "kernel=3x3", "kernel=7x7"},
     "BinaryDense": _BINARY_LAYER,
     "BinaryMaxPool2D": {"batch > 1", "odd channels", "dilation", "stride 2, asymmetric pads"},
     "BitPack": set(),

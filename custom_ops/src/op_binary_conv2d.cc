@@ -106,9 +106,15 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
 }
 
 // Work split of the GEMM. Pixels as lanes: tasks of up to kFilterBlock filters x kPixelBlock pixels (whole panels,
-// a multiple of the AVX-512 kernel's 3-panel tile). Filters as lanes: tasks of kPixelRows pixels (two of its
-// 4-row tiles, within one panel of fields) x every filter, so a packed-output task writes whole output words.
-constexpr int64_t kFilterBlock = 64, kPixelBlock = 3 * kPanelLanes, kPixelRows = 8;
+// a multiple of the AVX-512 kernel's 3-panel tile). Filters as lanes, packed output: tasks of kPixelRows pixels
+// (two of its 4-row tiles, within one panel of fields) x up to kFilterChunk filters (a multiple of the tile's 48
+// and of a word's 32, so a task writes whole output words). Filters as lanes, float output: tasks of up to
+// kScatterPixels pixels x kScatterFilters filters (two panels). Either way a small late layer (7x7 x 512) still
+// splits into enough tasks to balance two threads.
+constexpr int64_t kFilterBlock = 64, kPixelBlock = 3 * kPanelLanes, kPixelRows = 8, kFilterChunk = 192;
+constexpr int64_t kScatterPixels = 256, kScatterFilters = 32;
+// The float input is packed in tasks of one input row x up to this many channels of a group (a word multiple).
+constexpr int64_t kPackChannels = 128;
 
 // ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots; a panel's tap masks.
 struct FieldsScratch;
@@ -175,21 +181,23 @@ class BinaryConv2D {
     in.storage.resize(static_cast<size_t>(batch * height * width * in.pixel_stride));
     Word* out = in.storage.data();
     const int64_t pixels = height * width;
-    ParallelFor(ctx, static_cast<size_t>(batch * height), [&](size_t row) {
-      const int64_t n = static_cast<int64_t>(row) / height;
-      const int64_t p_begin = (static_cast<int64_t>(row) % height) * width;
-      for (int64_t grp = 0; grp < g.group; ++grp) {
-        const int64_t c_begin = grp * g.channels_per_group;
-        const int64_t offset = grp * g.words_per_group;
-        Word* image_out = out + n * pixels * in.pixel_stride;
-        if (packed) {
-          const int64_t in_stride = WordsFor(g.channels_in);
-          ExtractChannels(x.As<Word>() + n * pixels * in_stride, in_stride, c_begin, g.channels_per_group, p_begin,
-                          p_begin + width, image_out, in.pixel_stride, offset);
-        } else {
-          pack_channels_(x.As<float>() + n * g.channels_in * pixels, pixels, c_begin, g.channels_per_group, p_begin,
-                       p_begin + width, image_out, in.pixel_stride, offset);
-        }
+    const int64_t chunks = (g.channels_per_group + kPackChannels - 1) / kPackChannels;  // per group
+    ParallelFor(ctx, static_cast<size_t>(batch * height * g.group * chunks), [&](size_t task) {
+      const int64_t row = static_cast<int64_t>(task) / (g.group * chunks);
+      const int64_t grp = static_cast<int64_t>(task) % (g.group * chunks) / chunks;
+      const int64_t chunk = static_cast<int64_t>(task) % chunks * kPackChannels;
+      const int64_t n = row / height, p_begin = row % height * width;
+      const int64_t c_begin = grp * g.channels_per_group + chunk;
+      const int64_t count = std::min(kPackChannels, g.channels_per_group - chunk);
+      const int64_t offset = grp * g.words_per_group + chunk / kWordBits;
+      Word* image_out = out + n * pixels * in.pixel_stride;
+      if (packed) {
+        const int64_t in_stride = WordsFor(g.channels_in);
+        ExtractChannels(x.As<Word>() + n * pixels * in_stride, in_stride, c_begin, count, p_begin, p_begin + width,
+                        image_out, in.pixel_stride, offset);
+      } else {
+        pack_channels_(x.As<float>() + n * g.channels_in * pixels, pixels, c_begin, count, p_begin, p_begin + width,
+                       image_out, in.pixel_stride, offset);
       }
     });
     in.base = in.storage.data();
@@ -260,30 +268,48 @@ class BinaryConv2D {
                       fields + grp * group_words + panel * field_words * kPanelLanes);
       });
       if (filter_lanes) {
-        const int64_t tasks = (pixels + kPixelRows - 1) / kPixelRows;
+        // Packed output: tasks of kPixelRows pixels (whole output words) x a chunk of filters. Float output is
+        // scattered along each filter's row of pixels: tasks of up to kScatterPixels pixels x kScatterFilters
+        // filters, so that two threads seldom write into one cache line of a row. With several groups, a task
+        // takes every group's filters.
+        const int64_t block = packed_out ? kPixelRows : std::min(pixels, kScatterPixels);
+        const int64_t chunk = g.group > 1 ? out_c : packed_out ? kFilterChunk : kScatterFilters;
+        const int64_t chunks = (out_c + chunk - 1) / chunk;
+        const int64_t tasks = (pixels + block - 1) / block * chunks;
         ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t task) {
-          const int64_t p_begin = static_cast<int64_t>(task) * kPixelRows;
-          const int64_t count = std::min(kPixelRows, pixels - p_begin);
+          const int64_t p_begin = static_cast<int64_t>(task) / chunks * block;
+          const int64_t p_end = std::min(pixels, p_begin + block);
+          const int64_t c_begin = static_cast<int64_t>(task) % chunks * chunk;
+          const int64_t c_end = std::min(out_c, c_begin + chunk);
           int32_t* dots =
-              packed_out ? ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(count * out_c)) : nullptr;
+              packed_out ? ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(block * (c_end - c_begin))) : nullptr;
           for (int64_t grp = 0; grp < g.group; ++grp) {
-            const int64_t o_begin = grp * per_group;
-            GemmOutput out{full_field, packed_out ? out_c : pixels};
-            if (packed_out) {
-              out.dots = dots + o_begin;  // [pixel][filter]
-            } else {
-              StoreFloatsAt(out, params, y_float, residual_float, (n * out_c + o_begin) * pixels + p_begin, o_begin);
-              out.transposed = true;
+            // This task's filters of group grp: [o_begin, o_end), starting on a panel of the group's filters.
+            const int64_t o_begin = std::max(c_begin, grp * per_group), o_end = std::min(c_end, (grp + 1) * per_group);
+            if (o_begin >= o_end) continue;
+            // The GEMM reads A's rows (pixels) from one panel of fields at a time.
+            for (int64_t p = p_begin, next; p < p_end; p = next) {
+              next = std::min(p_end, (p / kPanelLanes + 1) * kPanelLanes);
+              GemmOutput out{full_field, packed_out ? c_end - c_begin : pixels};
+              if (packed_out) {
+                out.dots = dots + (p - p_begin) * (c_end - c_begin) + (o_begin - c_begin);  // [pixel][filter]
+              } else {
+                StoreFloatsAt(out, params, y_float, residual_float, (n * out_c + o_begin) * pixels + p, o_begin);
+                out.transposed = true;
+              }
+              if (!padding.kinds.empty()) {
+                out.row_kinds = padding.pixel_kinds.data() + p;
+                out.kind_offsets = padding.offsets.data() + o_begin, out.kinds_stride = out_c;
+              }
+              gemm(fields + grp * group_words + PanelOffset(p, field_words), 1, kPanelLanes, next - p,
+                   f.panels.data() + grp * PanelWords(per_group, field_words) +
+                       PanelOffset(o_begin - grp * per_group, field_words),
+                   o_end - o_begin, field_words, out);
             }
-            if (!padding.kinds.empty()) {
-              out.row_kinds = padding.pixel_kinds.data() + p_begin;
-              out.kind_offsets = padding.offsets.data() + o_begin, out.kinds_stride = out_c;
-            }
-            gemm(fields + grp * group_words + PanelOffset(p_begin, field_words), 1, kPanelLanes, count,
-                 f.panels.data() + grp * PanelWords(per_group, field_words), per_group, field_words, out);
           }
-          for (int64_t i = 0; packed_out && i < count; ++i) {
-            params.WriteBits(dots + i * out_c, 0, out_c, y_packed + (n * pixels + p_begin + i) * WordsFor(out_c));
+          for (int64_t p = p_begin; packed_out && p < p_end; ++p) {
+            params.WriteBits(dots + (p - p_begin) * (c_end - c_begin), c_begin, c_end - c_begin,
+                             y_packed + (n * pixels + p) * WordsFor(out_c) + c_begin / kWordBits);
           }
         });
         continue;
