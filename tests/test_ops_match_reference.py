@@ -13,8 +13,12 @@ import zlib
 
 import numpy as np
 import pytest
-from op_cases import CASE_GENERATORS, REQUIRED_FEATURES
-from ort_helpers import run
+from onnx import TensorProto, helper, numpy_helper
+from op_cases import CASE_GENERATORS, REQUIRED_FEATURES, random_float, random_signs
+from ort_helpers import run, session
+
+from bnn2onnx.ops import reference, schema
+from bnn2onnx.ops.bitpacking import pack_conv_weights
 
 CASES_PER_OP = int(os.environ.get("BNN2ONNX_CASES", "500"))
 SEED = int(os.environ.get("BNN2ONNX_SEED", str(np.random.SeedSequence().entropy % 2**32)))
@@ -52,3 +56,26 @@ def test_op_matches_reference_and_reference_matches_float(op: str) -> None:
     if CASES_PER_OP >= 100:
         missing = REQUIRED_FEATURES[op] - covered
         assert not missing, f"{CASES_PER_OP} random cases (BNN2ONNX_SEED={SEED}) never covered {sorted(missing)}"
+
+
+@pytest.mark.parametrize("packed_output", [0, 1])
+def test_conv_session_follows_changing_input_sizes(packed_output: int) -> None:
+    """One session run at several input sizes (the kernel keeps per-size border tables between runs): each run
+    matches the reference for its own size."""
+    rng = np.random.default_rng(7)
+    weights = pack_conv_weights(random_signs(rng, (40, 24, 3, 3)))
+    first, second = ((np.zeros(40, np.int32), np.ones(40, np.int32)) if packed_output
+                     else (np.ones(40, np.float32), np.zeros(40, np.float32)))
+    node = schema.make_node(schema.BINARY_CONV2D, ["x", "w", "first", "second"], ["y"], channels_in=24,
+                            pads=[1, 1, 1, 1], packed_output=packed_output)
+    graph = helper.make_graph(
+        [node], "sizes", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 24, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32 if packed_output else TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in {"w": weights, "first": first, "second": second}.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), schema.opset_import()])
+    one_session = session(model)
+    for height, width in [(9, 7), (4, 11), (9, 7), (1, 1)]:
+        x = random_float(rng, (1, 24, height, width))
+        expected = reference.binary_conv2d(x, weights, first, second, channels_in=24, pads=(1, 1, 1, 1),
+                                           packed_output=packed_output)
+        assert_same(one_session.run(None, {"x": x})[0], expected, f"input {height}x{width}")

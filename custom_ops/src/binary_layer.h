@@ -74,6 +74,8 @@ class BinaryLayer {
   }
 
   Isa isa() const { return isa_; }
+  // Whether the weights are a constant initializer (prepared once), not a runtime input.
+  bool constant_weights() const { return weights_.has_value(); }
   BinaryGemmFn gemm() const { return gemm_; }
 
  private:

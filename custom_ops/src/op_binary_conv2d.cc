@@ -9,6 +9,8 @@
 // input contributed at the padded taps (per filter and kind of border pixel).
 #include <algorithm>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <optional>
 
 #include "binary_layer.h"
@@ -242,9 +244,9 @@ class BinaryConv2D {
     const int64_t per_group = out_c / g.group;
     const int32_t full_field = static_cast<int32_t>(f.Taps() * g.channels_per_group);
     const Window window{f, height, width};
-    PaddingKinds padding = MakePaddingKinds(window, out_h, out_w);
-    const bool filter_lanes = packed_out || FilterLanesFillBetter(pixels, per_group) || !padding.FitColumns();
-    if (!filter_lanes && !padding.kinds.empty()) padding.UseColumns(out_c);
+    const std::shared_ptr<const PaddingKinds> padding_kinds = PaddingFor(window, out_h, out_w, packed_out);
+    const PaddingKinds& padding = *padding_kinds;
+    const bool filter_lanes = FilterLanes(packed_out, pixels, per_group, padding);
     // One image's receptive fields, per group, in panels: the GEMM's panel side with pixels as lanes, its rows
     // (a panel's rows, a word per 16) with filters as lanes. Every word is written for each image, padded taps and
     // the lanes of the last panel past the last pixel as zeros.
@@ -487,10 +489,42 @@ class BinaryConv2D {
     return padding;
   }
 
+  // Whether the GEMM runs with filters as lanes (else pixels): packed output always; float output when that fills
+  // lanes better, or when there are too many kinds of border pixel for the pixels-as-lanes form.
+  static bool FilterLanes(bool packed_out, int64_t pixels, int64_t per_group, const PaddingKinds& padding) {
+    return packed_out || FilterLanesFillBetter(pixels, per_group) || !padding.FitColumns();
+  }
+
+  // The padding kinds for an input size, in the form FilterLanes picks. Building them is a pass over every output
+  // pixel, so with constant weights they are kept for the last input size seen (a model runs one size).
+  std::shared_ptr<const PaddingKinds> PaddingFor(const Window& w, int64_t out_h, int64_t out_w, bool packed_out) const {
+    const auto make = [&] {
+      auto padding = std::make_shared<PaddingKinds>(MakePaddingKinds(w, out_h, out_w));
+      const int64_t out_c = w.filter.out_channels;
+      if (!FilterLanes(packed_out, out_h * out_w, out_c / geometry_.group, *padding) && !padding->kinds.empty()) {
+        padding->UseColumns(out_c);
+      }
+      return std::shared_ptr<const PaddingKinds>(std::move(padding));
+    };
+    if (!layer_.constant_weights()) return make();
+    std::lock_guard<std::mutex> lock(padding_cache_.mutex);
+    if (!padding_cache_.kinds || padding_cache_.height != w.height || padding_cache_.width != w.width) {
+      padding_cache_.kinds = make();
+      padding_cache_.height = w.height, padding_cache_.width = w.width;
+    }
+    return padding_cache_.kinds;
+  }
+
   ConvGeometry geometry_;
   BinaryLayer<PackedFilter> layer_;
   GatherPanelFn gather_panel_;
   PackChannelsFn pack_channels_;
+  // PaddingFor's kinds for the last input size (runs of one session may come from several threads).
+  mutable struct {
+    std::mutex mutex;
+    int64_t height = -1, width = -1;
+    std::shared_ptr<const PaddingKinds> kinds;
+  } padding_cache_;
 };
 
 }  // namespace
