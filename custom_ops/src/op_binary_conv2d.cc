@@ -8,6 +8,7 @@
 // One padding is then already exact; zero padding adds, at border pixels, an offset that takes away what a +1
 // input contributed at the padded taps (per filter and kind of border pixel).
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -118,10 +119,9 @@ constexpr int64_t kScatterPixels = 256, kScatterFilters = 32;
 // The float input is packed in tasks of one input row x up to this many channels of a group (a word multiple).
 constexpr int64_t kPackChannels = 128;
 
-// ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots; a panel's tap masks.
+// ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots.
 struct FieldsScratch;
 struct DotsScratch;
-struct TapMasksScratch;
 
 class BinaryConv2D {
  public:
@@ -244,8 +244,8 @@ class BinaryConv2D {
     const int64_t per_group = out_c / g.group;
     const int32_t full_field = static_cast<int32_t>(f.Taps() * g.channels_per_group);
     const Window window{f, height, width};
-    const std::shared_ptr<const PaddingKinds> padding_kinds = PaddingFor(window, out_h, out_w, packed_out);
-    const PaddingKinds& padding = *padding_kinds;
+    const std::shared_ptr<const SizeTables> tables = TablesFor(window, out_h, out_w, in.pixel_stride, packed_out);
+    const PaddingKinds& padding = tables->padding;
     const bool filter_lanes = FilterLanes(packed_out, pixels, per_group, padding);
     // One image's receptive fields, per group, in panels: the GEMM's panel side with pixels as lanes, its rows
     // (a panel's rows, a word per 16) with filters as lanes. Every word is written for each image, padded taps and
@@ -263,10 +263,8 @@ class BinaryConv2D {
       const Word* image = in.base + n * image_words;
       ParallelFor(ctx, static_cast<size_t>(g.group * panels), [&](size_t task) {
         const int64_t grp = static_cast<int64_t>(task) / panels, panel = static_cast<int64_t>(task) % panels;
-        int32_t lane_offsets[kPanelLanes];
-        uint16_t* tap_masks = ThreadScratch<TapMasksScratch, uint16_t>(static_cast<size_t>(f.Taps()));
-        PanelLanes(window, panel * kPanelLanes, pixels, out_w, grp, in.pixel_stride, lane_offsets, tap_masks);
-        gather_panel_(image, lane_offsets, tap_offsets.data(), tap_masks, f.Taps(), g.words_per_group,
+        gather_panel_(image + grp * g.words_per_group, tables->lane_offsets.data() + panel * kPanelLanes,
+                      tap_offsets.data(), tables->tap_masks.data() + panel * f.Taps(), f.Taps(), g.words_per_group,
                       fields + grp * group_words + panel * field_words * kPanelLanes);
       });
       if (filter_lanes) {
@@ -374,8 +372,9 @@ class BinaryConv2D {
   }
 
   // The panel of output pixels [p_begin, p_begin + 16) for the panel gather: each lane's top-left word offset in
-  // its image (for group grp), and per tap the lanes whose tap lies inside the image (none past the last pixel).
-  void PanelLanes(const Window& w, int64_t p_begin, int64_t pixels, int64_t out_w, int64_t grp, int64_t pixel_stride,
+  // its image (from its group's first word), and per tap the lanes whose tap lies inside the image (none past the
+  // last pixel).
+  void PanelLanes(const Window& w, int64_t p_begin, int64_t pixels, int64_t out_w, int64_t pixel_stride,
                   int32_t* lane_offsets, uint16_t* tap_masks) const {
     const ConvGeometry& g = geometry_;
     const PackedFilter& f = w.filter;
@@ -387,7 +386,7 @@ class BinaryConv2D {
       if (p_begin + l >= pixels) continue;
       const int64_t oh = at.oh, ow = at.ow;
       const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
-      lane_offsets[l] = static_cast<int32_t>((top * w.width + left) * pixel_stride + grp * g.words_per_group);
+      lane_offsets[l] = static_cast<int32_t>((top * w.width + left) * pixel_stride);
       if (InsideInput(w, oh, ow)) {
         inside |= static_cast<uint16_t>(1u << l);
         continue;
@@ -495,36 +494,56 @@ class BinaryConv2D {
     return packed_out || FilterLanesFillBetter(pixels, per_group) || !padding.FitColumns();
   }
 
-  // The padding kinds for an input size, in the form FilterLanes picks. Building them is a pass over every output
-  // pixel, so with constant weights they are kept for the last input size seen (a model runs one size).
-  std::shared_ptr<const PaddingKinds> PaddingFor(const Window& w, int64_t out_h, int64_t out_w, bool packed_out) const {
+  // What a run needs to know of an input size besides the input itself: the padding kinds (in the form FilterLanes
+  // picks), and for each panel of output pixels its gather lanes (PanelLanes).
+  struct SizeTables {
+    PaddingKinds padding;
+    std::vector<int32_t> lane_offsets;  // [panels][kPanelLanes]
+    std::vector<uint16_t> tap_masks;    // [panels][taps]
+  };
+
+  // The tables for an input size. Building them is a pass over every output pixel, so with constant weights they
+  // are kept for the last input size seen (a model usually runs one size).
+  std::shared_ptr<const SizeTables> TablesFor(const Window& w, int64_t out_h, int64_t out_w, int64_t pixel_stride,
+                                              bool packed_out) const {
     const auto make = [&] {
-      auto padding = std::make_shared<PaddingKinds>(MakePaddingKinds(w, out_h, out_w));
-      const int64_t out_c = w.filter.out_channels;
-      if (!FilterLanes(packed_out, out_h * out_w, out_c / geometry_.group, *padding) && !padding->kinds.empty()) {
-        padding->UseColumns(out_c);
+      auto tables = std::make_shared<SizeTables>();
+      tables->padding = MakePaddingKinds(w, out_h, out_w);
+      const int64_t pixels = out_h * out_w, out_c = w.filter.out_channels, taps = w.filter.Taps();
+      if (!FilterLanes(packed_out, pixels, out_c / geometry_.group, tables->padding) &&
+          !tables->padding.kinds.empty()) {
+        tables->padding.UseColumns(out_c);
       }
-      return std::shared_ptr<const PaddingKinds>(std::move(padding));
+      const int64_t panels = (pixels + kPanelLanes - 1) / kPanelLanes;
+      tables->lane_offsets.resize(static_cast<size_t>(panels * kPanelLanes));
+      tables->tap_masks.resize(static_cast<size_t>(panels * taps));
+      for (int64_t panel = 0; panel < panels; ++panel) {
+        PanelLanes(w, panel * kPanelLanes, pixels, out_w, pixel_stride, tables->lane_offsets.data() + panel * kPanelLanes,
+                   tables->tap_masks.data() + panel * taps);
+      }
+      return std::shared_ptr<const SizeTables>(std::move(tables));
     };
     if (!layer_.constant_weights()) return make();
-    std::lock_guard<std::mutex> lock(padding_cache_.mutex);
-    if (!padding_cache_.kinds || padding_cache_.height != w.height || padding_cache_.width != w.width) {
-      padding_cache_.kinds = make();
-      padding_cache_.height = w.height, padding_cache_.width = w.width;
+    std::lock_guard<std::mutex> lock(tables_cache_.mutex);
+    const std::array<int64_t, 3> key{w.height, w.width, pixel_stride};
+    if (!tables_cache_.tables || tables_cache_.key != key) {
+      tables_cache_.tables = make();
+      tables_cache_.key = key;
     }
-    return padding_cache_.kinds;
+    return tables_cache_.tables;
   }
 
   ConvGeometry geometry_;
   BinaryLayer<PackedFilter> layer_;
   GatherPanelFn gather_panel_;
   PackChannelsFn pack_channels_;
-  // PaddingFor's kinds for the last input size (runs of one session may come from several threads).
+  // TablesFor's tables for the last input size (height, width, words per pixel); runs of one session may come from
+  // several threads.
   mutable struct {
     std::mutex mutex;
-    int64_t height = -1, width = -1;
-    std::shared_ptr<const PaddingKinds> kinds;
-  } padding_cache_;
+    std::array<int64_t, 3> key{};
+    std::shared_ptr<const SizeTables> tables;
+  } tables_cache_;
 };
 
 }  // namespace
