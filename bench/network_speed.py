@@ -119,13 +119,13 @@ def report(name: str, paths: dict[str, Path], rounds: int) -> None:
             line += f", LCE best ({best}) {lce[best]:.2f} ms ({lce[best] / ms:.2f}x)"
         print(line, flush=True)
     # Scaling from one interleaved set: 1 and 2 threads timed minutes apart would also measure the host's drift.
-    kinds = ("bnn2onnx", "ort float")
-    scaling_runs = {f"{kind} {threads}": runner(kind, paths[kind], threads) for kind in kinds for threads in (1, 2)}
+    scaled = ("bnn2onnx", "ort float")
+    scaling_runs = {f"{kind} {threads}": runner(kind, paths[kind], threads) for kind in scaled for threads in (1, 2)}
     medians = interleaved_medians_ms({key: partial(run, x) for key, run in scaling_runs.items()}, rounds, timed=3,
                                      warmup=1, pause_s=0.05)
     print("  2 threads over 1 (both in the same interleaved rounds): " + ", ".join(
         f"{kind} {medians[f'{kind} 1'] / medians[f'{kind} 2']:.2f}x ({medians[f'{kind} 1']:.2f} -> "
-        f"{medians[f'{kind} 2']:.2f} ms)" for kind in kinds), flush=True)
+        f"{medians[f'{kind} 2']:.2f} ms)" for kind in scaled), flush=True)
     kinds = ["ort float", "bnn2onnx"] + (["lce"] if "lce" in paths else [])
     print("  peak RSS (fresh process, 1 thread): "
           + ", ".join(f"{kind} {peak_rss_mib(kind, paths[kind]):.0f} MiB" for kind in kinds), flush=True)
