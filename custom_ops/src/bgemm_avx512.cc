@@ -59,6 +59,46 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
   _mm512_mask_i32scatter_ps(out.floats + at, lanes, rows, y, 4);
 }
 
+// Store16 for the R x P results of a tile stored as float rows (not transposed, no row kinds; the pixels-as-lanes
+// convolution): the same arithmetic, with each row's operands and each panel's border kinds loaded once per tile,
+// and out's fields read once (a store through out.floats may alias them, so Store16 reloads every field after
+// each of its stores: it cost a fifth of a 64-channel 3x3 layer).
+template <int R, int P>
+void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (&acc)[R][P], __mmask16 last_lanes) {
+  const __m512i bits = _mm512_set1_epi32(out.bits);
+  const int64_t stride = out.stride;
+  float* const floats = out.floats;
+  const float* const residual = out.residual;
+  const bool relu = out.relu, post = out.post_multiplier != nullptr;
+  const int32_t* const kind_offsets = out.column_kinds ? out.kind_offsets : nullptr;
+  __m512i kinds[P];
+  for (int p = 0; p < P; ++p) {
+    const __mmask16 lanes = p == P - 1 ? last_lanes : __mmask16{0xffff};
+    kinds[p] = kind_offsets ? _mm512_maskz_cvtepu8_epi32(lanes, _mm_loadu_si128(reinterpret_cast<const __m128i*>(
+                                                                    out.column_kinds + j + p * kPanelLanes)))
+                            : _mm512_setzero_si512();
+  }
+  for (int r = 0; r < R; ++r) {
+    const int64_t row = i + r;
+    const __m512 multiplier = _mm512_set1_ps(out.multiplier[row]), bias = _mm512_set1_ps(out.bias[row]);
+    const __m512 post_multiplier = _mm512_set1_ps(post ? out.post_multiplier[row] : 0.0f);
+    const __m512 post_bias = _mm512_set1_ps(post ? out.post_bias[row] : 0.0f);
+    const __m512i offsets = kind_offsets ? _mm512_loadu_si512(kind_offsets + row * GemmOutput::kKinds)
+                                         : _mm512_setzero_si512();
+    for (int p = 0; p < P; ++p) {
+      const __mmask16 lanes = p == P - 1 ? last_lanes : __mmask16{0xffff};
+      __m512i dot = _mm512_sub_epi32(bits, _mm512_add_epi32(acc[r][p], acc[r][p]));
+      if (kind_offsets) dot = _mm512_add_epi32(dot, _mm512_maskz_permutexvar_epi32(lanes, kinds[p], offsets));
+      __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(lanes, dot), multiplier), bias);
+      if (relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
+      if (post) y = _mm512_add_ps(_mm512_mul_ps(y, post_multiplier), post_bias);
+      const int64_t at = row * stride + j + p * kPanelLanes;
+      if (residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(lanes, residual + at));
+      _mm512_mask_storeu_ps(floats + at, lanes, y);
+    }
+  }
+}
+
 // Rows [i, i + R) of A (a points at row i) against panels [0, P) of B (b points at the panel of column j); lanes
 // of the last panel past `last_lanes` are not stored.
 template <int R, int P>
@@ -79,9 +119,15 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* b, int64_
       }
     }
   }
+  if (out.floats && !out.transposed && !out.row_kinds) {
+    StoreFloatRows<R, P>(out, i, j, acc, last_lanes);
+    return;
+  }
+  // A copy whose fields no store can alias (see StoreFloatRows), so they are read once.
+  const GemmOutput local = out;
   for (int r = 0; r < R; ++r) {
     for (int p = 0; p < P; ++p) {
-      Store16(out, i + r, j + p * kPanelLanes, acc[r][p], p == P - 1 ? last_lanes : __mmask16{0xffff});
+      Store16(local, i + r, j + p * kPanelLanes, acc[r][p], p == P - 1 ? last_lanes : __mmask16{0xffff});
     }
   }
 }
