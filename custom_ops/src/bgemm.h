@@ -38,6 +38,9 @@ void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word
 // - pixels as rows: kind_offsets[row_kinds[i] * kinds_stride + j].
 // The result is stored either
 // - as int32 at dots[i * stride + j], or
+// - as one packed bit, set iff dot < below[j] or dot > above[j] (output_stage.h), bit j % 32 of
+//   words[i * stride + j / 32] (column 0 is bit 0 of a word; the 16-bit halves holding columns are written whole,
+//   zero past the last column; other bits are left as they are), or
 // - as float act(float(dot) * multiplier[r] + bias[r]) (act: ReLU or none; a separate multiply and add, rounded as
 //   the reference does, docs/ops.md), then * post_multiplier[r] + post_bias[r] and + residual[r * stride + c]
 //   when given, at floats[r * stride + c], where (r, c) = (i, j), or (j, i) when `transposed` (then the
@@ -48,6 +51,9 @@ struct GemmOutput {
   int32_t bits = 0;
   int64_t stride = 0;
   int32_t* dots = nullptr;
+  Word* words = nullptr;
+  const int32_t* below = nullptr;
+  const int32_t* above = nullptr;
   float* floats = nullptr;
   bool transposed = false;
   const float* multiplier = nullptr;
@@ -61,11 +67,33 @@ struct GemmOutput {
   const int32_t* kind_offsets = nullptr;
   int64_t kinds_stride = 0;
 
-  // Result (i, j) from its popcount, one at a time (the portable and AVX2 kernels; AVX-512 stores 16 at once).
-  void Store(int64_t i, int64_t j, int32_t popcount) const {
+  // Results (i, j + l), l < count, from their popcounts: a run of at most kPanelLanes columns from a multiple of
+  // kPanelLanes (the portable and AVX2 kernels; AVX-512 has its own 16-lane store). Packed bits are gathered for
+  // the run and written as the 16-bit half of their word, whatever the byte order.
+  void StoreRun(int64_t i, int64_t j, const int32_t* popcounts, int64_t count) const {
+    if (words) {
+      Word run = 0;
+      for (int64_t l = 0; l < count; ++l) {
+        const int32_t dot = Dot(i, j + l, popcounts[l]);
+        run |= static_cast<Word>(dot < below[j + l] || dot > above[j + l]) << l;
+      }
+      Word& word = words[i * stride + j / kWordBits];
+      const int64_t shift = j % kWordBits;  // 0 or kPanelLanes
+      word = (word & ~(Word{0xffff} << shift)) | (run << shift);
+      return;
+    }
+    for (int64_t l = 0; l < count; ++l) Store(i, j + l, Dot(i, j + l, popcounts[l]));
+  }
+
+ private:
+  int32_t Dot(int64_t i, int64_t j, int32_t popcount) const {
     int32_t dot = bits - 2 * popcount;
     if (column_kinds) dot += kind_offsets[i * kKinds + column_kinds[j]];
     if (row_kinds) dot += kind_offsets[row_kinds[i] * kinds_stride + j];
+    return dot;
+  }
+
+  void Store(int64_t i, int64_t j, int32_t dot) const {
     if (floats == nullptr) {
       dots[i * stride + j] = dot;
       return;

@@ -25,6 +25,63 @@ inline __m256i WidenBytes(__m256i bytes) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
 }
 
+// The two common stores of a full panel (16 columns from j) in vectors, the others through GemmOutput::StoreRun:
+// packed bits, and float rows (not transposed, no row kinds). The same arithmetic as StoreRun. Returns false when
+// it stores nothing.
+bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&counts)[2]) {
+  const bool bits_out = out.words != nullptr;
+  const bool rows_out = out.floats && !out.transposed && !out.row_kinds;
+  if (!bits_out && !rows_out) return false;
+  const __m256i bits = _mm256_set1_epi32(out.bits);
+  __m256i dots[2];
+  for (int h = 0; h < 2; ++h) {
+    dots[h] = _mm256_sub_epi32(bits, _mm256_add_epi32(counts[h], counts[h]));
+    const int64_t at = j + 8 * h;
+    if (out.row_kinds && out.row_kinds[i] != 0) {
+      const int32_t* offsets = out.kind_offsets + out.row_kinds[i] * out.kinds_stride + at;
+      dots[h] = _mm256_add_epi32(dots[h], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets)));
+    }
+    if (out.column_kinds) {
+      // Offsets of 16 kinds: the kind's low 3 bits pick within each half of the row's table, bit 3 the half.
+      const __m256i kinds =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(out.column_kinds + at)));
+      const int32_t* table = out.kind_offsets + i * GemmOutput::kKinds;
+      const __m256i low =
+          _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(table)), kinds);
+      const __m256i high =
+          _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8)), kinds);
+      const __m256i upper = _mm256_cmpgt_epi32(kinds, _mm256_set1_epi32(7));
+      dots[h] = _mm256_add_epi32(dots[h], _mm256_blendv_epi8(low, high, upper));
+    }
+  }
+  if (bits_out) {
+    uint32_t run = 0;
+    for (int h = 0; h < 2; ++h) {
+      const __m256i below = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.below + j + 8 * h));
+      const __m256i above = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.above + j + 8 * h));
+      const __m256i set = _mm256_or_si256(_mm256_cmpgt_epi32(below, dots[h]), _mm256_cmpgt_epi32(dots[h], above));
+      run |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(set))) << (8 * h);
+    }
+    // 16 columns from j (a multiple of 16) are one half of a word: x86 is little-endian.
+    reinterpret_cast<uint16_t*>(out.words + i * out.stride + j / kWordBits)[j / kPanelLanes % 2] =
+        static_cast<uint16_t>(run);
+    return true;
+  }
+  const __m256 multiplier = _mm256_set1_ps(out.multiplier[i]), bias = _mm256_set1_ps(out.bias[i]);
+  for (int h = 0; h < 2; ++h) {
+    __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dots[h]), multiplier), bias);
+    // max(0, y) is 0 > y ? 0 : y: NaN and -0.0 pass through, as `y < 0 ? 0 : y` does.
+    if (out.relu) y = _mm256_max_ps(_mm256_setzero_ps(), y);
+    if (out.post_multiplier) {
+      y = _mm256_add_ps(_mm256_mul_ps(y, _mm256_set1_ps(out.post_multiplier[i])), _mm256_set1_ps(out.post_bias[i]));
+    }
+    const int64_t at = i * out.stride + j + 8 * h;
+    if (out.residual) y = _mm256_add_ps(y, _mm256_loadu_ps(out.residual + at));
+    _mm256_storeu_ps(out.floats + at, y);
+  }
+  return true;
+}
+
 // Rows [i, i + R) of A (a points at row i) against the panel of columns [j, j + lanes).
 template <int R>
 void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, int64_t words, const GemmOutput& out,
@@ -53,10 +110,11 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, in
     }
   }
   for (int r = 0; r < R; ++r) {
+    if (lanes == kPanelLanes && StorePanel(out, i + r, j, totals[r])) continue;
     alignas(32) int32_t lane_counts[kPanelLanes];
     _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts), totals[r][0]);
     _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts + 8), totals[r][1]);
-    for (int64_t l = 0; l < lanes; ++l) out.Store(i + r, j + l, lane_counts[l]);
+    out.StoreRun(i + r, j, lane_counts, lanes);
   }
 }
 

@@ -12,7 +12,7 @@ namespace {
 // 12 accumulators: larger tiles (8x3, 6x4) measured slower, GCC spilling accumulators to the stack.
 constexpr int kMaxRows = 4, kMaxPanels = 3;
 
-// Stores 16 results of row i from columns j.. (the lanes set in `lanes`) from their popcounts (GemmOutput::Store).
+// Stores 16 results of row i from columns j.. (the lanes set in `lanes`) from their popcounts (GemmOutput::StoreRun).
 inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcounts, __mmask16 lanes) {
   __m512i dot = _mm512_sub_epi32(_mm512_set1_epi32(out.bits), _mm512_add_epi32(popcounts, popcounts));
   if (out.row_kinds && out.row_kinds[i] != 0) {
@@ -25,6 +25,13 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
     const __m512i offsets = _mm512_loadu_si512(out.kind_offsets + i * GemmOutput::kKinds);
     const __m512i kinds = _mm512_maskz_cvtepu8_epi32(lanes, kind_bytes);
     dot = _mm512_add_epi32(dot, _mm512_maskz_permutexvar_epi32(lanes, kinds, offsets));
+  }
+  if (out.words) {
+    // 16 columns from j (a multiple of 16) are one half of a word: x86 is little-endian.
+    const __mmask16 bits = _mm512_mask_cmplt_epi32_mask(lanes, dot, _mm512_maskz_loadu_epi32(lanes, out.below + j)) |
+                           _mm512_mask_cmpgt_epi32_mask(lanes, dot, _mm512_maskz_loadu_epi32(lanes, out.above + j));
+    reinterpret_cast<uint16_t*>(out.words + i * out.stride + j / kWordBits)[j / kPanelLanes % 2] = bits;
+    return;
   }
   if (out.floats == nullptr) {
     _mm512_mask_storeu_epi32(out.dots + i * out.stride + j, lanes, dot);

@@ -32,7 +32,7 @@ void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t a_step, int64_t
         const Word word = row[k * a_step];
         for (int64_t l = 0; l < kPanelLanes; ++l) lanes[l] += Popcount32(word ^ panel[k * kPanelLanes + l]);
       }
-      for (int64_t l = 0; l < kPanelLanes && j0 + l < n; ++l) out.Store(i, j0 + l, lanes[l]);
+      out.StoreRun(i, j0, lanes, n - j0 < kPanelLanes ? n - j0 : kPanelLanes);
     }
   }
 }

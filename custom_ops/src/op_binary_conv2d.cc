@@ -281,8 +281,16 @@ class BinaryConv2D {
           const int64_t p_end = std::min(pixels, p_begin + block);
           const int64_t c_begin = static_cast<int64_t>(task) % chunks * chunk;
           const int64_t c_end = std::min(out_c, c_begin + chunk);
+          // Packed output's bits come straight from the GEMM's store with one group; with several (a group's filters
+          // may start inside a word) from dots, through WriteBits.
+          const bool via_dots = packed_out && g.group > 1;
           int32_t* dots =
-              packed_out ? ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(block * (c_end - c_begin))) : nullptr;
+              via_dots ? ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(block * (c_end - c_begin))) : nullptr;
+          Word* words =
+              packed_out ? y_packed + (n * pixels + p_begin) * WordsFor(out_c) + c_begin / kWordBits : nullptr;
+          for (int64_t p = p_begin; packed_out && !via_dots && p < p_end; ++p) {  // the store leaves tail bits alone
+            std::fill_n(words + (p - p_begin) * WordsFor(out_c), WordsFor(c_end - c_begin), Word{0});
+          }
           for (int64_t grp = 0; grp < g.group; ++grp) {
             // This task's filters of group grp: [o_begin, o_end), starting on a panel of the group's filters.
             const int64_t o_begin = std::max(c_begin, grp * per_group), o_end = std::min(c_end, (grp + 1) * per_group);
@@ -290,9 +298,12 @@ class BinaryConv2D {
             // The GEMM reads A's rows (pixels) from one panel of fields at a time.
             for (int64_t p = p_begin, next; p < p_end; p = next) {
               next = std::min(p_end, (p / kPanelLanes + 1) * kPanelLanes);
-              GemmOutput out{full_field, packed_out ? c_end - c_begin : pixels};
-              if (packed_out) {
+              GemmOutput out{full_field, via_dots ? c_end - c_begin : packed_out ? WordsFor(out_c) : pixels};
+              if (via_dots) {
                 out.dots = dots + (p - p_begin) * (c_end - c_begin) + (o_begin - c_begin);  // [pixel][filter]
+              } else if (packed_out) {
+                out.words = words + (p - p_begin) * WordsFor(out_c);
+                out.below = params.below() + o_begin, out.above = params.above() + o_begin;
               } else {
                 StoreFloatsAt(out, params, y_float, residual_float, (n * out_c + o_begin) * pixels + p, o_begin);
                 out.transposed = true;
@@ -307,9 +318,9 @@ class BinaryConv2D {
                    o_end - o_begin, field_words, out);
             }
           }
-          for (int64_t p = p_begin; packed_out && p < p_end; ++p) {
+          for (int64_t p = p_begin; via_dots && p < p_end; ++p) {
             params.WriteBits(dots + (p - p_begin) * (c_end - c_begin), c_begin, c_end - c_begin,
-                             y_packed + (n * pixels + p) * WordsFor(out_c) + c_begin / kWordBits);
+                             words + (p - p_begin) * WordsFor(out_c));
           }
         });
         continue;
@@ -518,8 +529,8 @@ class BinaryConv2D {
       tables->lane_offsets.resize(static_cast<size_t>(panels * kPanelLanes));
       tables->tap_masks.resize(static_cast<size_t>(panels * taps));
       for (int64_t panel = 0; panel < panels; ++panel) {
-        PanelLanes(w, panel * kPanelLanes, pixels, out_w, pixel_stride, tables->lane_offsets.data() + panel * kPanelLanes,
-                   tables->tap_masks.data() + panel * taps);
+        PanelLanes(w, panel * kPanelLanes, pixels, out_w, pixel_stride,
+                   tables->lane_offsets.data() + panel * kPanelLanes, tables->tap_masks.data() + panel * taps);
       }
       return std::shared_ptr<const SizeTables>(std::move(tables));
     };

@@ -52,6 +52,10 @@ class OutputParams {
     return post_multiplier_.empty() ? y : y * post_multiplier_[o] + post_bias_[o];
   }
 
+  // Packed mode, per channel: bit 1 iff acc < below()[o] or acc > above()[o] (the test WriteBits makes).
+  const int32_t* below() const { return below_.data(); }
+  const int32_t* above() const { return above_.data(); }
+
   // Packed mode: +1 (bit 0) iff direction[o] * acc >= threshold[o]; otherwise -1 (bit 1). Packs channels
   // [o_begin, o_begin + count) (o_begin a multiple of 32) from acc[0:count] into dst words.
   void WriteBits(const int32_t* acc, int64_t o_begin, int64_t count, Word* dst) const;
