@@ -116,8 +116,9 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
 // splits into enough tasks to balance two threads.
 constexpr int64_t kFilterBlock = 64, kPixelBlock = 3 * kPanelLanes, kPixelRows = 8, kFilterChunk = 192;
 constexpr int64_t kScatterPixels = 256, kScatterFilters = 32;
-// The float input is packed in tasks of one input row x up to this many channels of a group (a word multiple).
-constexpr int64_t kPackChannels = 128;
+// The float input is packed in tasks of a band of whole input rows, at least kPackPixels pixels (long sequential
+// reads of each channel), x one word of a group's channels.
+constexpr int64_t kPackPixels = 256, kPackChannels = kWordBits;
 
 // ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots.
 struct FieldsScratch;
@@ -184,22 +185,25 @@ class BinaryConv2D {
     Word* out = in.storage.data();
     const int64_t pixels = height * width;
     const int64_t chunks = (g.channels_per_group + kPackChannels - 1) / kPackChannels;  // per group
-    ParallelFor(ctx, static_cast<size_t>(batch * height * g.group * chunks), [&](size_t task) {
-      const int64_t row = static_cast<int64_t>(task) / (g.group * chunks);
+    const int64_t band_rows = std::min(height, (kPackPixels + width - 1) / width);
+    const int64_t bands = (height + band_rows - 1) / band_rows;  // per image
+    ParallelFor(ctx, static_cast<size_t>(batch * bands * g.group * chunks), [&](size_t task) {
+      const int64_t band = static_cast<int64_t>(task) / (g.group * chunks);
       const int64_t grp = static_cast<int64_t>(task) % (g.group * chunks) / chunks;
       const int64_t chunk = static_cast<int64_t>(task) % chunks * kPackChannels;
-      const int64_t n = row / height, p_begin = row % height * width;
+      const int64_t n = band / bands, p_begin = band % bands * band_rows * width;
+      const int64_t p_end = std::min(pixels, p_begin + band_rows * width);
       const int64_t c_begin = grp * g.channels_per_group + chunk;
       const int64_t count = std::min(kPackChannels, g.channels_per_group - chunk);
       const int64_t offset = grp * g.words_per_group + chunk / kWordBits;
       Word* image_out = out + n * pixels * in.pixel_stride;
       if (packed) {
         const int64_t in_stride = WordsFor(g.channels_in);
-        ExtractChannels(x.As<Word>() + n * pixels * in_stride, in_stride, c_begin, count, p_begin, p_begin + width,
-                        image_out, in.pixel_stride, offset);
+        ExtractChannels(x.As<Word>() + n * pixels * in_stride, in_stride, c_begin, count, p_begin, p_end, image_out,
+                        in.pixel_stride, offset);
       } else {
-        pack_channels_(x.As<float>() + n * g.channels_in * pixels, pixels, c_begin, count, p_begin, p_begin + width,
-                       image_out, in.pixel_stride, offset);
+        pack_channels_(x.As<float>() + n * g.channels_in * pixels, pixels, c_begin, count, p_begin, p_end, image_out,
+                       in.pixel_stride, offset);
       }
     });
     in.base = in.storage.data();
