@@ -67,9 +67,9 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
 }
 
 // Store16 for the R x P results of a tile stored as float rows (not transposed, no row kinds; the pixels-as-lanes
-// convolution): the same arithmetic, with each row's operands and each panel's border kinds loaded once per tile,
-// and out's fields read once (a store through out.floats may alias them, so Store16 reloads every field after
-// each of its stores: it cost a fifth of a 64-channel 3x3 layer).
+// convolution): the same arithmetic, with each row's operands loaded once per tile and out's fields read once (a
+// store through out.floats may alias them, so Store16 reloads every field after each of its stores: it cost a
+// fifth of a 64-channel 3x3 layer).
 template <int R, int P>
 void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (&acc)[R][P], __mmask16 last_lanes) {
   const __m512i bits = _mm512_set1_epi32(out.bits);
@@ -77,14 +77,8 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
   float* const floats = out.floats;
   const float* const residual = out.residual;
   const bool relu = out.relu, post = out.post_multiplier != nullptr;
-  const int32_t* const kind_offsets = out.column_kinds ? out.kind_offsets : nullptr;
-  __m512i kinds[P];
-  for (int p = 0; p < P; ++p) {
-    const __mmask16 lanes = p == P - 1 ? last_lanes : __mmask16{0xffff};
-    kinds[p] = kind_offsets ? _mm512_maskz_cvtepu8_epi32(lanes, _mm_loadu_si128(reinterpret_cast<const __m128i*>(
-                                                                    out.column_kinds + j + p * kPanelLanes)))
-                            : _mm512_setzero_si512();
-  }
+  const uint8_t* const column_kinds = out.column_kinds;
+  const int32_t* const kind_offsets = column_kinds ? out.kind_offsets : nullptr;
   for (int r = 0; r < R; ++r) {
     const int64_t row = i + r;
     const __m512 multiplier = _mm512_set1_ps(out.multiplier[row]), bias = _mm512_set1_ps(out.bias[row]);
@@ -95,7 +89,12 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
     for (int p = 0; p < P; ++p) {
       const __mmask16 lanes = p == P - 1 ? last_lanes : __mmask16{0xffff};
       __m512i dot = _mm512_sub_epi32(bits, _mm512_add_epi32(acc[r][p], acc[r][p]));
-      if (kind_offsets) dot = _mm512_add_epi32(dot, _mm512_maskz_permutexvar_epi32(lanes, kinds[p], offsets));
+      if (kind_offsets) {
+        const __m128i kind_bytes =
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(column_kinds + j + p * kPanelLanes));
+        const __m512i kinds = _mm512_maskz_cvtepu8_epi32(lanes, kind_bytes);
+        dot = _mm512_add_epi32(dot, _mm512_maskz_permutexvar_epi32(lanes, kinds, offsets));
+      }
       __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(lanes, dot), multiplier), bias);
       if (relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
       if (post) y = _mm512_add_ps(_mm512_mul_ps(y, post_multiplier), post_bias);
