@@ -12,7 +12,8 @@ namespace {
 // 12 accumulators: larger tiles (8x3, 6x4) measured slower, GCC spilling accumulators to the stack.
 constexpr int kMaxRows = 4, kMaxPanels = 3;
 
-// Stores 16 results of row i from columns j.. (the lanes set in `lanes`) from their popcounts (GemmOutput::StoreRun).
+// Stores 16 results of row i from columns j.. (the lanes set in `lanes`) from their popcounts (GemmOutput::StoreRun),
+// except float rows (not transposed), which StoreFloatRows stores a tile at a time.
 inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcounts, __mmask16 lanes) {
   __m512i dot = _mm512_sub_epi32(_mm512_set1_epi32(out.bits), _mm512_add_epi32(popcounts, popcounts));
   if (out.row_kinds && out.row_kinds[i] != 0) {
@@ -37,24 +38,15 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
     _mm512_mask_storeu_epi32(out.dots + i * out.stride + j, lanes, dot);
     return;
   }
-  const __m512 multiplier = out.transposed ? _mm512_maskz_loadu_ps(lanes, out.multiplier + j)
-                                           : _mm512_set1_ps(out.multiplier[i]);
-  const __m512 bias = out.transposed ? _mm512_maskz_loadu_ps(lanes, out.bias + j) : _mm512_set1_ps(out.bias[i]);
-  __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(lanes, dot), multiplier), bias);
+  // Float results reaching here are transposed (StoreFloatRows stores rows): the per-channel vectors are per lane.
+  const __m512 multiplier = _mm512_maskz_loadu_ps(lanes, out.multiplier + j);
+  __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(lanes, dot), multiplier),
+                           _mm512_maskz_loadu_ps(lanes, out.bias + j));
   // max(0, y) is 0 > y ? 0 : y: NaN and -0.0 pass through, as `y < 0 ? 0 : y` does.
   if (out.relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
   if (out.post_multiplier) {
-    const __m512 post_multiplier = out.transposed ? _mm512_maskz_loadu_ps(lanes, out.post_multiplier + j)
-                                                  : _mm512_set1_ps(out.post_multiplier[i]);
-    const __m512 post_bias = out.transposed ? _mm512_maskz_loadu_ps(lanes, out.post_bias + j)
-                                            : _mm512_set1_ps(out.post_bias[i]);
-    y = _mm512_add_ps(_mm512_mul_ps(y, post_multiplier), post_bias);
-  }
-  if (!out.transposed) {
-    const int64_t at = i * out.stride + j;
-    if (out.residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(lanes, out.residual + at));
-    _mm512_mask_storeu_ps(out.floats + at, lanes, y);
-    return;
+    y = _mm512_add_ps(_mm512_mul_ps(y, _mm512_maskz_loadu_ps(lanes, out.post_multiplier + j)),
+                      _mm512_maskz_loadu_ps(lanes, out.post_bias + j));
   }
   // Lane l is column j + l: a row of its own, `stride` floats apart (16 * stride fits int32, see the caller).
   const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -66,8 +58,8 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
   _mm512_mask_i32scatter_ps(out.floats + at, lanes, rows, y, 4);
 }
 
-// Store16 for the R x P results of a tile stored as float rows (not transposed, no row kinds; the pixels-as-lanes
-// convolution): the same arithmetic, with each row's operands loaded once per tile and out's fields read once (a
+// The R x P results of a tile stored as float rows (not transposed; the pixels-as-lanes convolution), with
+// GemmOutput::StoreRun's arithmetic, with each row's operands loaded once per tile and out's fields read once (a
 // store through out.floats may alias them, so Store16 reloads every field after each of its stores: it cost a
 // fifth of a 64-channel 3x3 layer).
 template <int R, int P>
@@ -79,6 +71,7 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
   const bool relu = out.relu, post = out.post_multiplier != nullptr;
   const uint8_t* const column_kinds = out.column_kinds;
   const int32_t* const kind_offsets = column_kinds ? out.kind_offsets : nullptr;
+  const int32_t* const row_kinds = out.row_kinds;
   for (int r = 0; r < R; ++r) {
     const int64_t row = i + r;
     const __m512 multiplier = _mm512_set1_ps(out.multiplier[row]), bias = _mm512_set1_ps(out.bias[row]);
@@ -86,9 +79,14 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
     const __m512 post_bias = _mm512_set1_ps(post ? out.post_bias[row] : 0.0f);
     const __m512i offsets = kind_offsets ? _mm512_loadu_si512(kind_offsets + row * GemmOutput::kKinds)
                                          : _mm512_setzero_si512();
+    const int32_t* const row_offsets =
+        row_kinds && row_kinds[row] != 0 ? out.kind_offsets + row_kinds[row] * out.kinds_stride + j : nullptr;
     for (int p = 0; p < P; ++p) {
       const __mmask16 lanes = p == P - 1 ? last_lanes : __mmask16{0xffff};
       __m512i dot = _mm512_sub_epi32(bits, _mm512_add_epi32(acc[r][p], acc[r][p]));
+      if (row_offsets) {
+        dot = _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, row_offsets + p * kPanelLanes));
+      }
       if (kind_offsets) {
         const __m128i kind_bytes =
             _mm_loadu_si128(reinterpret_cast<const __m128i*>(column_kinds + j + p * kPanelLanes));
@@ -125,7 +123,7 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* b, int64_
       }
     }
   }
-  if (out.floats && !out.transposed && !out.row_kinds) {
+  if (out.floats && !out.transposed) {
     StoreFloatRows<R, P>(out, i, j, acc, last_lanes);
     return;
   }

@@ -54,11 +54,7 @@ OutputParams::OutputParams(const OutputSpec& spec, const TensorIn& first, const 
                            const std::optional<TensorIn>& post_multiplier, const std::optional<TensorIn>& post_bias,
                            int64_t channels)
     : spec_(spec) {
-  // Also checked at session creation; here for the inputs a run brings.
-  Check(spec.mode == OutputMode::kFloat || !(post_multiplier || post_bias), "post_multiplier and post_bias ",
-        "(inputs 4 and 5) need float output (packed_output=0)");
-  Check(post_multiplier.has_value() == post_bias.has_value(), "post_multiplier (input 4) and post_bias (input 5) ",
-        "are given together or not at all");
+  // Which of inputs 4 and 5 a node gives, against its mode, was checked at session creation (CheckDeclaredParams).
   const auto read = [channels](const TensorIn& t, const char* what, std::vector<float>& values) {
     CheckVector(t, what, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, channels);
     values.assign(t.As<float>(), t.As<float>() + channels);
