@@ -206,7 +206,9 @@ def conv_case(rng: np.random.Generator) -> Case:
     pads = [int(p) for p in rng.integers(0, max(kh, kw), 4)]
     batch = int(rng.integers(1, 4))
     height = max(int(rng.integers(1, 10)), (kh - 1) * dh + 1 - pads[0] - pads[2])
-    width = max(int(rng.integers(1, 10)), (kw - 1) * dw + 1 - pads[1] - pads[3])
+    # Sometimes rows wider than a 16-pixel panel of the GEMM (most panels then lie within one row).
+    width = max(int(rng.integers(1, 10) if rng.random() < 0.9 else rng.integers(17, 40)),
+                (kw - 1) * dw + 1 - pads[1] - pads[3])
     pad_value = int(rng.integers(0, 2))
     packed_out = bool(rng.random() < 0.5)
     relu = bool(not packed_out and rng.random() < 0.3)
@@ -253,6 +255,7 @@ def conv_case(rng: np.random.Generator) -> Case:
     features |= {"dilation"} if max(dh, dw) > 1 else set()
     features |= {"stride 2, asymmetric pads"} if 2 in (sh, sw) and pads[:2] != pads[2:] else set()
     features |= {"relu"} if relu else set()
+    features |= {"stride 1, rows wider than a panel"} if (sh, sw) == (1, 1) and width > 16 else set()
     return Case(
         f"BinaryConv2D x{list(x.shape)}{'packed' if packed_in else 'float'} w{[out_c, per_group, kh, kw]} "
         f"{attributes} {sorted(post)}", model, {"x": x, **as_inputs, **residual}, expected, independent,
@@ -326,7 +329,7 @@ _BINARY_LAYER = {"batch > 1", "odd channels", "packed input", "float input", "pa
 REQUIRED_FEATURES: dict[str, set[str]] = {
     "BinaryConv2D": _BINARY_LAYER | {"pad_value=0", "pad_value=1", "groups", "over 64 filters per group",
                                      "over 192 filters", "dilation", "stride 2, asymmetric pads", "kernel=1x1",
-                                     "kernel=3x3", "kernel=7x7"},
+                                     "kernel=3x3", "kernel=7x7", "stride 1, rows wider than a panel"},
     "BinaryDense": _BINARY_LAYER,
     "BinaryMaxPool2D": {"batch > 1", "odd channels", "dilation", "stride 2, asymmetric pads"},
     "BitPack": set(),

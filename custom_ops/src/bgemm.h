@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "bit_convention.h"
 #include "isa.h"
@@ -30,6 +31,24 @@ constexpr int64_t PanelOffset(int64_t j, int64_t words) {
 // Writes the n rows (`stride` words apart, `words` words each) into `panels` (PanelWords(n, words) words).
 void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word* panels);
 
+// The GEMM's B side: word k of column j is base[(j / kPanelLanes) * panel_stride + j % kPanelLanes +
+// word_offsets[k]]. A panel-layout matrix has panel_stride = words * kPanelLanes and word_offsets[k] =
+// k * kPanelLanes (PanelWordOffsets); a convolution's implicit B is its word-planar padded image, read in place:
+// panel_stride = kPanelLanes, word_offsets[k] where tap and word k start (column j is a pixel of the padded grid).
+struct GemmB {
+  const Word* base = nullptr;
+  int64_t panel_stride = 0;
+  const int32_t* word_offsets = nullptr;
+};
+
+// k * kPanelLanes for k < words: the word offsets of a panel-layout B.
+std::vector<int32_t> PanelWordOffsets(int64_t words);
+
+// A panel-layout B from column j (a multiple of kPanelLanes); word_offsets from PanelWordOffsets(words).
+inline GemmB PanelB(const Word* panels, int64_t j, int64_t words, const int32_t* word_offsets) {
+  return {panels + PanelOffset(j, words), words * kPanelLanes, word_offsets};
+}
+
 // Where and how a GEMM stores result (i, j) of dot = bits - 2 * popcount(a_i xor b_j) + offset, `bits` being the
 // real (non-padding) bits of a row and `offset` zero padding's correction at border pixels, by kind of border
 // pixel (kind 0: not a border pixel), when given:
@@ -41,10 +60,15 @@ void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word
 // - as one packed bit, set iff dot < below[j] or dot > above[j] (output_stage.h), bit j % 32 of
 //   words[i * stride + j / 32] (column 0 is bit 0 of a word; the 16-bit halves holding columns are written whole,
 //   zero past the last column; other bits are left as they are), or
+// - as one packed bit per lane, set iff dot < below[i] or dot > above[i]: bit j % 16 of
+//   lane_bits[(j / 16) * stride + i] (pixels as lanes: a panel's 16-bit mask per filter; the whole mask is
+//   written, zero past the last column), or
 // - as float act(float(dot) * multiplier[r] + bias[r]) (act: ReLU or none; a separate multiply and add, rounded as
 //   the reference does, docs/ops.md), then * post_multiplier[r] + post_bias[r] and + residual[r * stride + c]
 //   when given, at floats[r * stride + c], where (r, c) = (i, j), or (j, i) when `transposed` (then the
-//   per-channel vectors are per column of B).
+//   per-channel vectors are per column of B). With a column map (an implicit convolution's padded grid, float rows
+//   only), column j is stored only if it is an output pixel: bit j % 16 of panel_valid[j / 16]; the valid lanes
+//   of a panel are consecutive output columns from panel_first[j / 16].
 struct GemmOutput {
   static constexpr int64_t kKinds = 16;
 
@@ -52,6 +76,7 @@ struct GemmOutput {
   int64_t stride = 0;
   int32_t* dots = nullptr;
   Word* words = nullptr;
+  uint16_t* lane_bits = nullptr;
   const int32_t* below = nullptr;
   const int32_t* above = nullptr;
   float* floats = nullptr;
@@ -66,11 +91,22 @@ struct GemmOutput {
   const int32_t* row_kinds = nullptr;
   const int32_t* kind_offsets = nullptr;
   int64_t kinds_stride = 0;
+  const uint16_t* panel_valid = nullptr;  // with panel_first: the column map
+  const int32_t* panel_first = nullptr;
 
   // Results (i, j + l), l < count, from their popcounts: a run of at most kPanelLanes columns from a multiple of
   // kPanelLanes (the portable and AVX2 kernels; AVX-512 has its own 16-lane store). Packed bits are gathered for
   // the run and written as the 16-bit half of their word, whatever the byte order.
   void StoreRun(int64_t i, int64_t j, const int32_t* popcounts, int64_t count) const {
+    if (lane_bits) {
+      uint16_t run = 0;
+      for (int64_t l = 0; l < count; ++l) {
+        const int32_t dot = Dot(i, j + l, popcounts[l]);
+        run |= static_cast<uint16_t>((dot < below[i] || dot > above[i]) << l);
+      }
+      lane_bits[j / kPanelLanes * stride + i] = run;
+      return;
+    }
     if (words) {
       Word run = 0;
       for (int64_t l = 0; l < count; ++l) {
@@ -82,7 +118,11 @@ struct GemmOutput {
       word = (word & ~(Word{0xffff} << shift)) | (run << shift);
       return;
     }
-    for (int64_t l = 0; l < count; ++l) Store(i, j + l, Dot(i, j + l, popcounts[l]));
+    const uint16_t valid = panel_valid ? panel_valid[j / kPanelLanes] : uint16_t{0xffff};
+    int64_t column = panel_valid ? panel_first[j / kPanelLanes] : j;
+    for (int64_t l = 0; l < count; ++l) {
+      if (valid >> l & 1) Store(i, column++, Dot(i, j + l, popcounts[l]));
+    }
   }
 
  private:
@@ -93,12 +133,13 @@ struct GemmOutput {
     return dot;
   }
 
-  void Store(int64_t i, int64_t j, int32_t dot) const {
+  // Stores result (i, j) whose output column (j, or mapped) is `column`.
+  void Store(int64_t i, int64_t column, int32_t dot) const {
     if (floats == nullptr) {
-      dots[i * stride + j] = dot;
+      dots[i * stride + column] = dot;
       return;
     }
-    const int64_t r = transposed ? j : i, c = transposed ? i : j;
+    const int64_t r = transposed ? column : i, c = transposed ? i : column;
     float y = static_cast<float>(dot) * multiplier[r] + bias[r];
     if (relu && y < 0.0f) y = 0.0f;
     if (post_multiplier) y = y * post_multiplier[r] + post_bias[r];
@@ -107,18 +148,18 @@ struct GemmOutput {
   }
 };
 
-// Stores every result (i, j), i < m, j < n, of A against B (in panel layout); nothing else is written (not the
-// zero lanes of B's last panel). Word k of row i of A is a[i * a_stride + k * a_step]: a_step is 1 for row-major
+// Stores every result (i, j), i < m, j < n, of A against B; nothing else is written (not the lanes of B's last
+// panel past n). Word k of row i of A is a[i * a_stride + k * a_step]: a_step is 1 for row-major
 // rows, kPanelLanes for rows taken from one panel of a panel-layout matrix.
-using BinaryGemmFn = void (*)(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels,
+using BinaryGemmFn = void (*)(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b,
                               int64_t n, int64_t words, const GemmOutput& out);
 
-void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
                         int64_t words, const GemmOutput& out);
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
-void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
                     int64_t words, const GemmOutput& out);
-void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
                       int64_t words, const GemmOutput& out);
 #endif
 

@@ -26,11 +26,14 @@ inline __m256i WidenBytes(__m256i bytes) {
 }
 
 // The two common stores of a full panel (16 columns from j) in vectors, the others through GemmOutput::StoreRun:
-// packed bits, and float rows (not transposed, no row kinds). The same arithmetic as StoreRun. Returns false when
-// it stores nothing.
+// packed bits (words or lane bits), and float rows (not transposed, no row kinds). The same arithmetic as StoreRun.
+// Returns false when it stores nothing.
 bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&counts)[2]) {
-  const bool bits_out = out.words != nullptr;
-  const bool rows_out = out.floats && !out.transposed && !out.row_kinds;
+  const bool bits_out = out.words != nullptr || out.lane_bits != nullptr;
+  // Float rows through a column map only where the panel is all output pixels.
+  const bool mapped = out.panel_valid != nullptr;
+  const bool rows_out = out.floats && !out.transposed && !out.row_kinds &&
+                        (!mapped || out.panel_valid[j / kPanelLanes] == 0xffff);
   if (!bits_out && !rows_out) return false;
   const __m256i bits = _mm256_set1_epi32(out.bits);
   __m256i dots[2];
@@ -55,12 +58,19 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&cou
     }
   }
   if (bits_out) {
+    // Thresholds per column (words), or per row (lane_bits).
     uint32_t run = 0;
     for (int h = 0; h < 2; ++h) {
-      const __m256i below = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.below + j + 8 * h));
-      const __m256i above = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.above + j + 8 * h));
+      const __m256i below = out.lane_bits ? _mm256_set1_epi32(out.below[i])
+                                          : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.below + j + 8 * h));
+      const __m256i above = out.lane_bits ? _mm256_set1_epi32(out.above[i])
+                                          : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.above + j + 8 * h));
       const __m256i set = _mm256_or_si256(_mm256_cmpgt_epi32(below, dots[h]), _mm256_cmpgt_epi32(dots[h], above));
       run |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(set))) << (8 * h);
+    }
+    if (out.lane_bits) {
+      out.lane_bits[j / kPanelLanes * out.stride + i] = static_cast<uint16_t>(run);
+      return true;
     }
     // 16 columns from j (a multiple of 16) are one half of a word: x86 is little-endian.
     reinterpret_cast<uint16_t*>(out.words + i * out.stride + j / kWordBits)[j / kPanelLanes % 2] =
@@ -75,17 +85,18 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&cou
     if (out.post_multiplier) {
       y = _mm256_add_ps(_mm256_mul_ps(y, _mm256_set1_ps(out.post_multiplier[i])), _mm256_set1_ps(out.post_bias[i]));
     }
-    const int64_t at = i * out.stride + j + 8 * h;
+    const int64_t at = i * out.stride + (mapped ? out.panel_first[j / kPanelLanes] : j) + 8 * h;
     if (out.residual) y = _mm256_add_ps(y, _mm256_loadu_ps(out.residual + at));
     _mm256_storeu_ps(out.floats + at, y);
   }
   return true;
 }
 
-// Rows [i, i + R) of A (a points at row i) against the panel of columns [j, j + lanes).
+// Rows [i, i + R) of A (a points at row i) against the panel of columns [j, j + lanes) (word k at
+// panel + word_offsets[k]).
 template <int R>
-void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, int64_t words, const GemmOutput& out,
-          int64_t i, int64_t j, int64_t lanes) {
+void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, const int32_t* word_offsets,
+          int64_t words, const GemmOutput& out, int64_t i, int64_t j, int64_t lanes) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,  //
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i nibble = _mm256_set1_epi8(0x0f);
@@ -96,7 +107,7 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, in
     __m256i bytes[R][2];
     for (int r = 0; r < R; ++r) bytes[r][0] = bytes[r][1] = _mm256_setzero_si256();
     for (int64_t k = chunk; k < end; ++k) {
-      const Word* column = panel + k * kPanelLanes;
+      const Word* column = panel + word_offsets[k];
       const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(column));
       const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(column + 8));
       for (int r = 0; r < R; ++r) {
@@ -120,16 +131,16 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, in
 
 }  // namespace
 
-void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
                     int64_t words, const GemmOutput& out) {
   for (int64_t j = 0; j < n; j += kPanelLanes) {
-    const Word* panel = b_panels + PanelOffset(j, words);
+    const Word* panel = b.base + j / kPanelLanes * b.panel_stride;
     const int64_t lanes = n - j < kPanelLanes ? n - j : kPanelLanes;
     int64_t i = 0;
     for (; i + kMaxRows <= m; i += kMaxRows) {
-      Tile<kMaxRows>(a + i * a_stride, a_stride, a_step, panel, words, out, i, j, lanes);
+      Tile<kMaxRows>(a + i * a_stride, a_stride, a_step, panel, b.word_offsets, words, out, i, j, lanes);
     }
-    for (; i < m; ++i) Tile<1>(a + i * a_stride, a_stride, a_step, panel, words, out, i, j, lanes);
+    for (; i < m; ++i) Tile<1>(a + i * a_stride, a_stride, a_step, panel, b.word_offsets, words, out, i, j, lanes);
   }
 }
 

@@ -27,6 +27,12 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
     const __m512i kinds = _mm512_maskz_cvtepu8_epi32(lanes, kind_bytes);
     dot = _mm512_add_epi32(dot, _mm512_maskz_permutexvar_epi32(lanes, kinds, offsets));
   }
+  if (out.lane_bits) {
+    const __m512i below = _mm512_set1_epi32(out.below[i]), above = _mm512_set1_epi32(out.above[i]);
+    out.lane_bits[j / kPanelLanes * out.stride + i] =
+        _mm512_mask_cmplt_epi32_mask(lanes, dot, below) | _mm512_mask_cmpgt_epi32_mask(lanes, dot, above);
+    return;
+  }
   if (out.words) {
     // 16 columns from j (a multiple of 16) are one half of a word: x86 is little-endian.
     const __mmask16 bits = _mm512_mask_cmplt_epi32_mask(lanes, dot, _mm512_maskz_loadu_epi32(lanes, out.below + j)) |
@@ -61,8 +67,9 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
 // The R x P results of a tile stored as float rows (not transposed; the pixels-as-lanes convolution), with
 // GemmOutput::StoreRun's arithmetic, with each row's operands loaded once per tile and out's fields read once (a
 // store through out.floats may alias them, so Store16 reloads every field after each of its stores: it cost a
-// fifth of a 64-channel 3x3 layer).
-template <int R, int P>
+// fifth of a 64-channel 3x3 layer). kMapped: out has a column map (a compile-time choice: testing it per store cost
+// 3% of a 128-channel layer).
+template <int R, int P, bool kMapped>
 void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (&acc)[R][P], __mmask16 last_lanes) {
   const __m512i bits = _mm512_set1_epi32(out.bits);
   const int64_t stride = out.stride;
@@ -72,6 +79,15 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
   const uint8_t* const column_kinds = out.column_kinds;
   const int32_t* const kind_offsets = column_kinds ? out.kind_offsets : nullptr;
   const int32_t* const row_kinds = out.row_kinds;
+  // Each panel's lanes to store and output column of its first lane (the column map, or j's own columns).
+  __mmask16 valid[P];
+  int64_t first[P];
+  for (int p = 0; p < P; ++p) {
+    const __mmask16 lanes = p == P - 1 ? last_lanes : __mmask16{0xffff};
+    const int64_t panel = j / kPanelLanes + p;
+    valid[p] = kMapped ? static_cast<__mmask16>(out.panel_valid[panel] & lanes) : lanes;
+    first[p] = kMapped ? out.panel_first[panel] : j + p * kPanelLanes;
+  }
   for (int r = 0; r < R; ++r) {
     const int64_t row = i + r;
     const __m512 multiplier = _mm512_set1_ps(out.multiplier[row]), bias = _mm512_set1_ps(out.bias[row]);
@@ -96,26 +112,38 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
       __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(lanes, dot), multiplier), bias);
       if (relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
       if (post) y = _mm512_add_ps(_mm512_mul_ps(y, post_multiplier), post_bias);
-      const int64_t at = row * stride + j + p * kPanelLanes;
-      if (residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(lanes, residual + at));
-      _mm512_mask_storeu_ps(floats + at, lanes, y);
+      const int64_t at = row * stride + first[p];
+      if (!kMapped || valid[p] == 0xffff || valid[p] == lanes) {
+        // All lanes from the first (or j's own columns): stored in place.
+        if (residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(valid[p], residual + at));
+        _mm512_mask_storeu_ps(floats + at, valid[p], y);
+        continue;
+      }
+      // A panel across a row end of the padded grid: its valid lanes, packed together, are consecutive outputs.
+      const __mmask16 count = static_cast<__mmask16>((1u << __builtin_popcount(valid[p])) - 1);
+      y = _mm512_maskz_compress_ps(valid[p], y);
+      if (residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(count, residual + at));
+      _mm512_mask_storeu_ps(floats + at, count, y);
     }
   }
 }
 
-// Rows [i, i + R) of A (a points at row i) against panels [0, P) of B (b points at the panel of column j); lanes
-// of the last panel past `last_lanes` are not stored.
+// Rows [i, i + R) of A (a points at row i) against panels [0, P) of B (b.base points at the panel of column j);
+// lanes of the last panel past `last_lanes` are not stored.
 template <int R, int P>
-void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* b, int64_t words, const GemmOutput& out,
+void Tile(const Word* a, int64_t a_stride, int64_t a_step, const GemmB& b, int64_t words, const GemmOutput& out,
           int64_t i, int64_t j, __mmask16 last_lanes) {
-  const int64_t panel_stride = words * kPanelLanes;
+  const Word* const base = b.base;
+  const int64_t panel_stride = b.panel_stride;
+  const int32_t* const word_offsets = b.word_offsets;
   __m512i acc[R][P];
   for (int r = 0; r < R; ++r) {
     for (int p = 0; p < P; ++p) acc[r][p] = _mm512_setzero_si512();
   }
   for (int64_t k = 0; k < words; ++k) {
     __m512i vb[P];
-    for (int p = 0; p < P; ++p) vb[p] = _mm512_loadu_si512(b + p * panel_stride + k * kPanelLanes);
+    const Word* const words_k = base + word_offsets[k];
+    for (int p = 0; p < P; ++p) vb[p] = _mm512_loadu_si512(words_k + p * panel_stride);
     for (int r = 0; r < R; ++r) {
       const __m512i va = _mm512_set1_epi32(static_cast<int>(a[r * a_stride + k * a_step]));
       for (int p = 0; p < P; ++p) {
@@ -124,7 +152,11 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* b, int64_
     }
   }
   if (out.floats && !out.transposed) {
-    StoreFloatRows<R, P>(out, i, j, acc, last_lanes);
+    if (out.panel_valid) {
+      StoreFloatRows<R, P, true>(out, i, j, acc, last_lanes);
+    } else {
+      StoreFloatRows<R, P, false>(out, i, j, acc, last_lanes);
+    }
     return;
   }
   // A copy whose fields no store can alias (see StoreFloatRows), so they are read once.
@@ -138,7 +170,7 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* b, int64_
 
 // Rows [i, i + R) of A against `columns` (at most kMaxPanels * kPanelLanes) columns from j.
 template <int R>
-void Block(const Word* a, int64_t a_stride, int64_t a_step, const Word* b, int64_t columns, int64_t words,
+void Block(const Word* a, int64_t a_stride, int64_t a_step, const GemmB& b, int64_t columns, int64_t words,
            const GemmOutput& out, int64_t i, int64_t j) {
   const int64_t panels = (columns + kPanelLanes - 1) / kPanelLanes;
   const int64_t tail = columns - (panels - 1) * kPanelLanes;
@@ -148,7 +180,7 @@ void Block(const Word* a, int64_t a_stride, int64_t a_step, const Word* b, int64
   if (panels == 1) Tile<R, 1>(a, a_stride, a_step, b, words, out, i, j, last_lanes);
 }
 
-using BlockFn = void (*)(const Word*, int64_t, int64_t, const Word*, int64_t, int64_t, const GemmOutput&,
+using BlockFn = void (*)(const Word*, int64_t, int64_t, const GemmB&, int64_t, int64_t, const GemmOutput&,
                          int64_t, int64_t);
 
 // kBlocks[r - 1] handles r rows.
@@ -156,14 +188,14 @@ constexpr BlockFn kBlocks[kMaxRows] = {&Block<1>, &Block<2>, &Block<3>, &Block<4
 
 }  // namespace
 
-void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b_side, int64_t n,
                       int64_t words, const GemmOutput& out) {
   // Column chunks outside, rows inside: a chunk of B (3 panels) stays in L1 while every row block passes over it.
   for (int64_t j = 0; j < n; j += kMaxPanels * kPanelLanes) {
     const int64_t columns = n - j < kMaxPanels * kPanelLanes ? n - j : kMaxPanels * kPanelLanes;
     for (int64_t i = 0; i < m; i += kMaxRows) {
       const int64_t rows = m - i < kMaxRows ? m - i : kMaxRows;
-      const Word* b = b_panels + PanelOffset(j, words);
+      const GemmB b{b_side.base + j / kPanelLanes * b_side.panel_stride, b_side.panel_stride, b_side.word_offsets};
       kBlocks[rows - 1](a + i * a_stride, a_stride, a_step, b, columns, words, out, i, j);
     }
   }

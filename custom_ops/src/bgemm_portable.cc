@@ -1,5 +1,7 @@
 #include "bgemm.h"
 
+#include <cstddef>
+
 namespace bnn2onnx {
 namespace {
 
@@ -21,16 +23,23 @@ void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word
   }
 }
 
-void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Word* b_panels, int64_t n,
+std::vector<int32_t> PanelWordOffsets(int64_t words) {
+  std::vector<int32_t> offsets(static_cast<size_t>(words));
+  for (int64_t k = 0; k < words; ++k) offsets[k] = static_cast<int32_t>(k * kPanelLanes);
+  return offsets;
+}
+
+void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
                         int64_t words, const GemmOutput& out) {
   for (int64_t i = 0; i < m; ++i) {
     const Word* row = a + i * a_stride;
     for (int64_t j0 = 0; j0 < n; j0 += kPanelLanes) {
-      const Word* panel = b_panels + PanelOffset(j0, words);
+      const Word* panel = b.base + j0 / kPanelLanes * b.panel_stride;
       int32_t lanes[kPanelLanes] = {};
       for (int64_t k = 0; k < words; ++k) {
         const Word word = row[k * a_step];
-        for (int64_t l = 0; l < kPanelLanes; ++l) lanes[l] += Popcount32(word ^ panel[k * kPanelLanes + l]);
+        const Word* column = panel + b.word_offsets[k];
+        for (int64_t l = 0; l < kPanelLanes; ++l) lanes[l] += Popcount32(word ^ column[l]);
       }
       out.StoreRun(i, j0, lanes, n - j0 < kPanelLanes ? n - j0 : kPanelLanes);
     }

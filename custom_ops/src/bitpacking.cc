@@ -7,6 +7,20 @@ namespace {
 // Pixels packed together: their words are built in registers while the word's channels are read (each channel's
 // few consecutive floats share a cache line with the next group's), then stored once.
 constexpr int64_t kPixelLanes = 8;
+
+// Transposes a 16 x 16 bit matrix (row r is m[r], column c its bit c) in place: swapping the off-diagonal blocks
+// of every 2j x 2j block, for j = 8, 4, 2, 1.
+void Transpose16(uint16_t (&m)[16]) {
+  constexpr uint16_t kLowColumns[4] = {0x00ff, 0x0f0f, 0x3333, 0x5555};  // columns whose bit j is 0
+  for (int level = 0, j = 8; j > 0; ++level, j >>= 1) {
+    for (int k = 0; k < 16; ++k) {
+      if (k & j) continue;
+      const uint16_t t = static_cast<uint16_t>(((m[k] >> j) ^ m[k + j]) & kLowColumns[level]);
+      m[k + j] = static_cast<uint16_t>(m[k + j] ^ t);
+      m[k] = static_cast<uint16_t>(m[k] ^ (t << j));
+    }
+  }
+}
 }  // namespace
 
 void PackChannels(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin, int64_t p_end,
@@ -34,6 +48,14 @@ void PackChannels(const float* x, int64_t pixels, int64_t c_begin, int64_t count
 void ExtractChannels(const Word* in, int64_t in_stride, int64_t c_begin, int64_t count, int64_t p_begin,
                      int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset) {
   const int64_t shift = c_begin % kWordBits;
+  if (shift == 0) {  // whole words: a copy (the common case, e.g. regrouping word-aligned groups)
+    const int64_t words = WordsFor(count);
+    for (int64_t p = p_begin; p < p_end; ++p) {
+      const Word* src = in + p * in_stride + c_begin / kWordBits;
+      for (int64_t w = 0; w < words; ++w) out[p * out_stride + out_offset + w] = src[w] & ValidBits(count, w);
+    }
+    return;
+  }
   for (int64_t p = p_begin; p < p_end; ++p) {
     const Word* src = in + p * in_stride + c_begin / kWordBits;
     const int64_t src_words = in_stride - c_begin / kWordBits;  // readable words from src on
@@ -42,6 +64,23 @@ void ExtractChannels(const Word* in, int64_t in_stride, int64_t c_begin, int64_t
       const uint64_t hi = w + 1 < src_words ? src[w + 1] : 0;
       const Word bits = static_cast<Word>(((hi << kWordBits) | lo) >> shift);
       out[p * out_stride + out_offset + w] = bits & ValidBits(count, w);
+    }
+  }
+}
+
+void LaneBitsToPixels(const uint16_t* lane_bits, int64_t channels, uint16_t lanes, Word* out, int64_t out_stride) {
+  for (int64_t w = 0; w < WordsFor(channels); ++w) {
+    uint16_t halves[2][16] = {};  // [channels 16h.. of the word][lane], then transposed: [lane][channel]
+    for (int64_t c = w * kWordBits; c < std::min(channels, (w + 1) * kWordBits); ++c) {
+      halves[c / 16 % 2][c % 16] = lane_bits[c];
+    }
+    Transpose16(halves[0]);
+    Transpose16(halves[1]);
+    Word* word = out + w;
+    for (int l = 0; l < 16; ++l) {
+      if (!(lanes >> l & 1)) continue;
+      *word = halves[0][l] | static_cast<Word>(halves[1][l]) << 16;
+      word += out_stride;
     }
   }
 }

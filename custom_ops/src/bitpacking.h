@@ -26,6 +26,18 @@ PackChannelsFn PackChannelsFor(Isa isa);
 void ExtractChannels(const Word* in, int64_t in_stride, int64_t c_begin, int64_t count, int64_t p_begin,
                      int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset);
 
+// The packed output of a pixels-as-lanes GEMM (GemmOutput::lane_bits), channel-last: bit l of lane_bits[c] is
+// channel c (< channels) of lane l. The lanes set in `lanes` are, in order, consecutive pixels: the r-th one's
+// WordsFor(channels) words go to out[r * out_stride + w], tail bits 0.
+void LaneBitsToPixels(const uint16_t* lane_bits, int64_t channels, uint16_t lanes, Word* out, int64_t out_stride);
+#if defined(BNN2ONNX_HAVE_X86_KERNELS)
+// The same, a 16-channel compare mask per lane.
+void LaneBitsToPixelsAvx512(const uint16_t* lane_bits, int64_t channels, uint16_t lanes, Word* out,
+                            int64_t out_stride);
+#endif
+using LaneBitsToPixelsFn = decltype(&LaneBitsToPixels);
+LaneBitsToPixelsFn LaneBitsToPixelsFor(Isa isa);
+
 // Unpacks `channels` channels of packed pixels [p_begin, p_end) (in_stride words each) into float +-1
 // at out[c * pixels + p] (channel-major). Tail bits are ignored.
 void UnpackChannels(const Word* in, int64_t in_stride, int64_t channels, int64_t pixels, int64_t p_begin,

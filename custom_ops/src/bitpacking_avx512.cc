@@ -52,4 +52,26 @@ void PackChannelsAvx512(const float* x, int64_t pixels, int64_t c_begin, int64_t
   }
 }
 
+void LaneBitsToPixelsAvx512(const uint16_t* lane_bits, int64_t channels, uint16_t lanes, Word* out,
+                            int64_t out_stride) {
+  for (int64_t w = 0; w < WordsFor(channels); ++w) {
+    // Channel c of the word in lane c % 16 of halves[c / 16]; lane l's bits of 16 channels are one test mask.
+    __m512i halves[2];
+    for (int h = 0; h < 2; ++h) {
+      alignas(32) uint16_t masks[16] = {};
+      const int64_t c_begin = w * kWordBits + h * 16;
+      for (int64_t c = c_begin; c < channels && c < c_begin + 16; ++c) masks[c - c_begin] = lane_bits[c];
+      // The zero-masking form: the plain one trips GCC 12's -Wmaybe-uninitialized in its header.
+      halves[h] = _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_load_si256(reinterpret_cast<const __m256i*>(masks)));
+    }
+    Word* word = out + w;
+    for (int l = 0; l < 16; ++l) {
+      if (!(lanes >> l & 1)) continue;
+      const __m512i bit = _mm512_set1_epi32(1 << l);
+      *word = _mm512_test_epi32_mask(halves[0], bit) | static_cast<Word>(_mm512_test_epi32_mask(halves[1], bit)) << 16;
+      word += out_stride;
+    }
+  }
+}
+
 }  // namespace bnn2onnx

@@ -36,20 +36,19 @@ BinaryGemmFn BinaryGemmFor(Isa isa) {
   }
 }
 
-GatherPanelFn GatherPanelFor(Isa isa) {
+// The kernels that have an AVX-512 form and a portable one: the AVX-512 symbols exist only in x86 builds.
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
-  if (isa == Isa::kAvx512) return GatherPanelAvx512;
+#define AVX512_OR_PORTABLE(isa, avx512, portable) ((isa) == Isa::kAvx512 ? (avx512) : (portable))
+#else
+#define AVX512_OR_PORTABLE(isa, avx512, portable) ((void)(isa), (portable))
 #endif
-  (void)isa;
-  return GatherPanelPortable;
+
+GatherPanelFn GatherPanelFor(Isa isa) { return AVX512_OR_PORTABLE(isa, GatherPanelAvx512, GatherPanelPortable); }
+PackChannelsFn PackChannelsFor(Isa isa) { return AVX512_OR_PORTABLE(isa, PackChannelsAvx512, PackChannels); }
+LaneBitsToPixelsFn LaneBitsToPixelsFor(Isa isa) {
+  return AVX512_OR_PORTABLE(isa, LaneBitsToPixelsAvx512, LaneBitsToPixels);
 }
 
-PackChannelsFn PackChannelsFor(Isa isa) {
-#if defined(BNN2ONNX_HAVE_X86_KERNELS)
-  if (isa == Isa::kAvx512) return PackChannelsAvx512;
-#endif
-  (void)isa;
-  return PackChannels;
-}
+#undef AVX512_OR_PORTABLE
 
 }  // namespace bnn2onnx

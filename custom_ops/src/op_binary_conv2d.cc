@@ -1,10 +1,14 @@
 // BinaryConv2D (docs/ops.md): a 2-D convolution of +-1 activations with +-1 weights by xor/popcount.
 //
-// Each output pixel's receptive field (per group) is gathered into one packed field of KH*KW taps (padded taps
-// as +1, i.e. zero words), and the binary GEMM takes its +-1 dot product with every filter of the group.
-// Pixels as lanes (float output, NCHW): filters are the GEMM's row side and the fields its panels, so each
-// channel's row of pixels is stored 16 at a time. Filters as lanes (packed output, NHWC; and float output when
-// the pixels fill panels worse than the filters do, e.g. 7x7): fields are the rows and the filters the panels.
+// Each output pixel's receptive field (per group) is one packed field of KH*KW taps (padded taps as +1, i.e. zero
+// words), and the binary GEMM takes its +-1 dot product with every filter of the group (ChooseGemmForm):
+// - Pixels as lanes: filters are the GEMM's row side and the fields its panels, so each filter's results are 16
+//   pixels at once (float output, NCHW: stored 16 at a time; packed output: a 16-bit mask per filter, turned into
+//   the pixels' words). At stride 1 the GEMM is implicit: the input is laid out word-planar on a zero-padded grid,
+//   so the fields of 16 consecutive grid pixels are 16 consecutive words at every tap, read in place; otherwise
+//   the fields are gathered into panels first.
+// - Filters as lanes (when the pixels fill panels worse than the filters do, e.g. 7x7; packed output unless
+//   implicit): gathered fields are the rows and the filters the panels.
 // One padding is then already exact; zero padding adds, at border pixels, an offset that takes away what a +1
 // input contributed at the padded taps (per filter and kind of border pixel).
 #include <algorithm>
@@ -63,6 +67,7 @@ struct PackedFilter {
   int64_t field_words = 0;       // KH * KW * words_per_group
   std::vector<Word> rows;        // [O, field_words]: the GEMM's row side (filters x pixel panels)
   std::vector<Word> panels;      // per group, its filters' panels: the GEMM's panel side (pixel rows x filters)
+  std::vector<int32_t> panel_offsets;  // PanelWordOffsets(field_words): of these panels and of gathered fields
   std::vector<int32_t> tap_sum;  // [O, KH * KW]
 
   int64_t Taps() const { return kernel_h * kernel_w; }
@@ -99,6 +104,7 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
     PackPanels(filters + grp * per_group * f.field_words, f.field_words, per_group, f.field_words,
                f.panels.data() + grp * group_words);
   }
+  f.panel_offsets = PanelWordOffsets(f.field_words);
   f.tap_sum.resize(rows);
   for (int64_t r = 0; r < rows; ++r) {
     int32_t negatives = 0;
@@ -108,8 +114,9 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
   return f;
 }
 
-// Work split of the GEMM. Pixels as lanes: tasks of up to kFilterBlock filters x kPixelBlock pixels (whole panels,
-// a multiple of the AVX-512 kernel's 3-panel tile). Filters as lanes, packed output: tasks of kPixelRows pixels
+// Work split of the GEMM. Pixels as lanes: tasks of up to kFilterBlock filters (a multiple of a word's 32, so a
+// task writes whole output words) x kPixelBlock pixels (whole panels, a multiple of the AVX-512 kernel's 3-panel
+// tile). Filters as lanes, packed output: tasks of kPixelRows pixels
 // (two of its 4-row tiles, within one panel of fields) x up to kFilterChunk filters (a multiple of the tile's 48
 // and of a word's 32, so a task writes whole output words). Filters as lanes, float output: tasks of up to
 // kScatterPixels pixels x kScatterFilters filters (two panels). Either way a small late layer (7x7 x 512) still
@@ -149,7 +156,8 @@ class BinaryConv2D {
   explicit BinaryConv2D(const OrtKernelInfo* info)
       : geometry_(ReadGeometry(Attributes(info))),
         layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_); }),
-        gather_panel_(GatherPanelFor(layer_.isa())), pack_channels_(PackChannelsFor(layer_.isa())) {}
+        gather_panel_(GatherPanelFor(layer_.isa())), pack_channels_(PackChannelsFor(layer_.isa())),
+        lane_bits_to_pixels_(LaneBitsToPixelsFor(layer_.isa())) {}
 
   // layer_ holds a callback into this object: never copied or moved.
   BinaryConv2D(const BinaryConv2D&) = delete;
@@ -161,29 +169,56 @@ class BinaryConv2D {
   }
 
  private:
-  // Where group g of pixel p starts: base + p * pixel_stride + g * words_per_group.
+  // The input's packed words, every group's channels starting on a word boundary (so a group's words are whole
+  // words), pixel_stride = group * words_per_group words per pixel, laid out
+  // - channel-last (NHWC): group g of pixel p at base + p * pixel_stride + g * words_per_group; or
+  // - word-planar (an implicit GEMM's B, Grid): word w of every pixel in its own zero-padded plane, pixel (h, x)'s
+  //   at base + w * grid.plane_words + (h + pad_top) * grid.width + pad_left + x.
   struct PackedInput {
     const Word* base = nullptr;
     int64_t pixel_stride = 0;
-    std::vector<Word> storage;  // used when the input had to be packed or regrouped
+    int64_t image_words = 0;    // from one image to the next
+    std::vector<Word> storage;  // used when the input had to be packed, regrouped or made planar
   };
 
-  PackedInput PrepareInput(Ort::KernelContext& ctx, const TensorIn& x, int64_t batch, int64_t height,
-                           int64_t width) const {
+  // The zero-padded grid of a word-planar input: `width` columns, `rows` rows, and each plane's words (the grid and
+  // the lanes that the last panel of output pixels reads past it).
+  struct Grid {
+    int64_t width = 0, rows = 0, plane_words = 0;
+  };
+
+  // The implicit GEMM's columns: the grid's pixels up to the last output pixel (stride 1: output pixel (oh, ow) is
+  // the grid's pixel oh * width + ow, its receptive field's top-left word).
+  static int64_t GridColumns(const Grid& grid, int64_t out_h, int64_t out_w) {
+    return (out_h - 1) * grid.width + out_w;
+  }
+
+  Grid GridFor(int64_t height, int64_t width) const {
+    const ConvGeometry& g = geometry_;
+    Grid grid;
+    grid.width = width + g.pad_left + g.pad_right;
+    grid.rows = height + g.pad_top + g.pad_bottom;
+    grid.plane_words = grid.rows * grid.width + kPanelLanes;
+    return grid;
+  }
+
+  PackedInput PrepareInput(Ort::KernelContext& ctx, const TensorIn& x, int64_t batch, int64_t height, int64_t width,
+                           const Grid* planar) const {
     const ConvGeometry& g = geometry_;
     PackedInput in;
+    in.pixel_stride = g.group * g.words_per_group;
+    const int64_t pixels = height * width;
     const bool packed = x.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
     const bool groups_word_aligned = g.group == 1 || g.channels_per_group % kWordBits == 0;
-    if (packed && groups_word_aligned) {
+    if (packed && groups_word_aligned && planar == nullptr) {
       in.base = x.As<Word>();
-      in.pixel_stride = WordsFor(g.channels_in);
+      in.image_words = pixels * in.pixel_stride;
       return in;
     }
-    // Each group's channels start on a word boundary so the patch gather can copy whole words.
-    in.pixel_stride = g.group * g.words_per_group;
-    in.storage.resize(static_cast<size_t>(batch * height * width * in.pixel_stride));
+    in.image_words = planar ? in.pixel_stride * planar->plane_words : pixels * in.pixel_stride;
+    // Planar: the padding and the planes' tails are zeros (+1); every other word is written below.
+    in.storage.assign(static_cast<size_t>(batch * in.image_words), Word{0});
     Word* out = in.storage.data();
-    const int64_t pixels = height * width;
     const int64_t chunks = (g.channels_per_group + kPackChannels - 1) / kPackChannels;  // per group
     const int64_t band_rows = std::min(height, (kPackPixels + width - 1) / width);
     const int64_t bands = (height + band_rows - 1) / band_rows;  // per image
@@ -191,19 +226,30 @@ class BinaryConv2D {
       const int64_t band = static_cast<int64_t>(task) / (g.group * chunks);
       const int64_t grp = static_cast<int64_t>(task) % (g.group * chunks) / chunks;
       const int64_t chunk = static_cast<int64_t>(task) % chunks * kPackChannels;
-      const int64_t n = band / bands, p_begin = band % bands * band_rows * width;
-      const int64_t p_end = std::min(pixels, p_begin + band_rows * width);
+      const int64_t n = band / bands, h_begin = band % bands * band_rows;
+      const int64_t h_end = std::min(height, h_begin + band_rows);
       const int64_t c_begin = grp * g.channels_per_group + chunk;
       const int64_t count = std::min(kPackChannels, g.channels_per_group - chunk);
-      const int64_t offset = grp * g.words_per_group + chunk / kWordBits;
-      Word* image_out = out + n * pixels * in.pixel_stride;
-      if (packed) {
-        const int64_t in_stride = WordsFor(g.channels_in);
-        ExtractChannels(x.As<Word>() + n * pixels * in_stride, in_stride, c_begin, count, p_begin, p_end, image_out,
-                        in.pixel_stride, offset);
-      } else {
-        pack_channels_(x.As<float>() + n * g.channels_in * pixels, pixels, c_begin, count, p_begin, p_end, image_out,
-                       in.pixel_stride, offset);
+      const int64_t word = grp * g.words_per_group + chunk / kWordBits;
+      Word* image_out = out + n * in.image_words;
+      // Pixels [p_begin, p_end) go to image_out[p * out_stride + out_offset].
+      const auto write = [&](int64_t p_begin, int64_t p_end, int64_t out_stride, int64_t out_offset) {
+        if (packed) {
+          const int64_t in_stride = WordsFor(g.channels_in);
+          ExtractChannels(x.As<Word>() + n * pixels * in_stride, in_stride, c_begin, count, p_begin, p_end, image_out,
+                          out_stride, out_offset);
+        } else {
+          pack_channels_(x.As<float>() + n * g.channels_in * pixels, pixels, c_begin, count, p_begin, p_end,
+                         image_out, out_stride, out_offset);
+        }
+      };
+      if (planar == nullptr) {
+        write(h_begin * width, h_end * width, in.pixel_stride, word);
+        return;
+      }
+      for (int64_t h = h_begin; h < h_end; ++h) {  // a row at a time: the grid's rows are wider
+        write(h * width, (h + 1) * width, 1,
+              word * planar->plane_words + (h + g.pad_top) * planar->width + g.pad_left - h * width);
       }
     });
     in.base = in.storage.data();
@@ -240,37 +286,41 @@ class BinaryConv2D {
     const float* residual_float = packed_out ? nullptr : ResidualData(residual, out_shape);
     Word* y_packed = packed_out ? reinterpret_cast<Word*>(y.GetTensorMutableData<int32_t>()) : nullptr;
 
-    const PackedInput in = PrepareInput(ctx, x, batch, height, width);
-    Check(height * width * in.pixel_stride <= std::numeric_limits<int32_t>::max(), "input (input 0) shape ",
-          ShapeStr(x.shape), ": an image of more than 2^31 packed words is not supported");
+    const int64_t pixel_stride = g.group * g.words_per_group;
+    const Grid grid = GridFor(height, width);  // used with the implicit GEMM
+    Check(height * width * pixel_stride <= std::numeric_limits<int32_t>::max() &&
+              grid.plane_words * pixel_stride <= std::numeric_limits<int32_t>::max(),
+          "input (input 0) shape ", ShapeStr(x.shape), ": an image of more than 2^31 packed words is not supported");
     const int64_t pixels = out_h * out_w;
     const int64_t field_words = f.field_words;
     const int64_t per_group = out_c / g.group;
     const int32_t full_field = static_cast<int32_t>(f.Taps() * g.channels_per_group);
     const Window window{f, height, width};
-    const std::shared_ptr<const SizeTables> tables = TablesFor(window, out_h, out_w, in.pixel_stride, packed_out);
+    const std::shared_ptr<const SizeTables> tables = TablesFor(window, out_h, out_w, pixel_stride, packed_out);
     const PaddingKinds& padding = tables->padding;
-    const bool filter_lanes = FilterLanes(packed_out, pixels, per_group, padding);
-    // One image's receptive fields, per group, in panels: the GEMM's panel side with pixels as lanes, its rows
-    // (a panel's rows, a word per 16) with filters as lanes. Every word is written for each image, padded taps and
-    // the lanes of the last panel past the last pixel as zeros.
+    const bool filter_lanes = tables->filter_lanes, implicit = tables->implicit;
+    const PackedInput in = PrepareInput(ctx, x, batch, height, width, implicit ? &grid : nullptr);
+    // Without the implicit GEMM, one image's receptive fields, per group, in panels: the GEMM's panel side with
+    // pixels as lanes, its rows (a panel's rows, a word per 16) with filters as lanes. Every word is written for
+    // each image, padded taps and the lanes of the last panel past the last pixel as zeros.
     const int64_t group_words = PanelWords(pixels, field_words);
-    Word* fields = ThreadScratch<FieldsScratch, Word>(
+    Word* fields = implicit ? nullptr : ThreadScratch<FieldsScratch, Word>(
         static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
     const BinaryGemmFn gemm = layer_.gemm();
 
-    const int64_t image_words = height * width * in.pixel_stride;
-    const std::vector<int32_t> tap_offsets = TapOffsets(f, width, in.pixel_stride);
+    const std::vector<int32_t> tap_offsets = TapOffsets(f, width, pixel_stride);
     const int64_t panels = (pixels + kPanelLanes - 1) / kPanelLanes;
 
     for (int64_t n = 0; n < batch; ++n) {
-      const Word* image = in.base + n * image_words;
-      ParallelFor(ctx, static_cast<size_t>(g.group * panels), [&](size_t task) {
-        const int64_t grp = static_cast<int64_t>(task) / panels, panel = static_cast<int64_t>(task) % panels;
-        gather_panel_(image + grp * g.words_per_group, tables->lane_offsets.data() + panel * kPanelLanes,
-                      tap_offsets.data(), tables->tap_masks.data() + panel * f.Taps(), f.Taps(), g.words_per_group,
-                      fields + grp * group_words + panel * field_words * kPanelLanes);
-      });
+      const Word* image = in.base + n * in.image_words;
+      if (!implicit) {
+        ParallelFor(ctx, static_cast<size_t>(g.group * panels), [&](size_t task) {
+          const int64_t grp = static_cast<int64_t>(task) / panels, panel = static_cast<int64_t>(task) % panels;
+          gather_panel_(image + grp * g.words_per_group, tables->lane_offsets.data() + panel * kPanelLanes,
+                        tap_offsets.data(), tables->tap_masks.data() + panel * f.Taps(), f.Taps(), g.words_per_group,
+                        fields + grp * group_words + panel * field_words * kPanelLanes);
+        });
+      }
       if (filter_lanes) {
         // Packed output: tasks of kPixelRows pixels (whole output words) x a chunk of filters. Float output is
         // scattered along each filter's row of pixels: tasks of up to kScatterPixels pixels x kScatterFilters
@@ -317,8 +367,8 @@ class BinaryConv2D {
                 out.kind_offsets = padding.offsets.data() + o_begin, out.kinds_stride = out_c;
               }
               gemm(fields + grp * group_words + PanelOffset(p, field_words), 1, kPanelLanes, next - p,
-                   f.panels.data() + grp * PanelWords(per_group, field_words) +
-                       PanelOffset(o_begin - grp * per_group, field_words),
+                   PanelB(f.panels.data() + grp * PanelWords(per_group, field_words), o_begin - grp * per_group,
+                          field_words, f.panel_offsets.data()),
                    o_end - o_begin, field_words, out);
             }
           }
@@ -329,8 +379,11 @@ class BinaryConv2D {
         });
         continue;
       }
+      // Pixels as lanes: the GEMM's columns are the output pixels, or with the implicit GEMM the padded grid's
+      // pixels up to the last output pixel (grid columns past the output width are computed, not stored).
+      const int64_t columns = implicit ? GridColumns(grid, out_h, out_w) : pixels;
       const int64_t filter_blocks = (per_group + kFilterBlock - 1) / kFilterBlock;
-      const int64_t pixel_blocks = (pixels + kPixelBlock - 1) / kPixelBlock;
+      const int64_t pixel_blocks = (columns + kPixelBlock - 1) / kPixelBlock;
       ParallelFor(ctx, static_cast<size_t>(g.group * filter_blocks * pixel_blocks), [&](size_t task) {
         const int64_t pixel_block = static_cast<int64_t>(task) % pixel_blocks;
         const int64_t filter_block = static_cast<int64_t>(task) / pixel_blocks;
@@ -338,15 +391,37 @@ class BinaryConv2D {
         const int64_t o_begin = grp * per_group + filter_block % filter_blocks * kFilterBlock;
         const int64_t filters = std::min(kFilterBlock, (grp + 1) * per_group - o_begin);
         const int64_t p_begin = pixel_block * kPixelBlock;
-        const int64_t count = std::min(kPixelBlock, pixels - p_begin);
+        const int64_t count = std::min(kPixelBlock, columns - p_begin);
         GemmOutput out{full_field, pixels};
-        StoreFloatsAt(out, params, y_float, residual_float, (n * out_c + o_begin) * pixels + p_begin, o_begin);
+        // Packed output (one group, so this task's filters fill whole output words): per panel and filter, the
+        // panel's bits, then turned into the pixels' words.
+        uint16_t lane_bits[kPixelBlock / kPanelLanes * kFilterBlock];
+        if (packed_out) {
+          out.stride = kFilterBlock, out.lane_bits = lane_bits;
+          out.below = params.below() + o_begin, out.above = params.above() + o_begin;
+        } else {
+          StoreFloatsAt(out, params, y_float, residual_float,
+                        (n * out_c + o_begin) * pixels + (implicit ? 0 : p_begin), o_begin);
+        }
         if (!padding.kinds.empty()) {
-          out.column_kinds = padding.column_kinds.data() + p_begin;
+          out.column_kinds = (implicit ? tables->grid_kinds : padding.column_kinds).data() + p_begin;
           out.kind_offsets = padding.filter_offsets.data() + o_begin * GemmOutput::kKinds;
         }
-        gemm(f.rows.data() + o_begin * field_words, field_words, 1, filters,
-             fields + grp * group_words + PanelOffset(p_begin, field_words), count, field_words, out);
+        if (implicit) {
+          out.panel_valid = tables->panel_valid.data() + p_begin / kPanelLanes;
+          out.panel_first = tables->panel_first.data() + p_begin / kPanelLanes;
+        }
+        const GemmB b = implicit ? GemmB{image + grp * g.words_per_group * grid.plane_words + p_begin, kPanelLanes,
+                                         tables->grid_offsets.data()}
+                                 : PanelB(fields + grp * group_words, p_begin, field_words, f.panel_offsets.data());
+        gemm(f.rows.data() + o_begin * field_words, field_words, 1, filters, b, count, field_words, out);
+        // Packed output is pixels as lanes only when implicit (ChooseGemmForm).
+        for (int64_t panel = 0; packed_out && panel * kPanelLanes < count; ++panel) {
+          const int64_t at = p_begin / kPanelLanes + panel;
+          Word* first = y_packed + (n * pixels + tables->panel_first[at]) * WordsFor(out_c) + o_begin / kWordBits;
+          lane_bits_to_pixels_(lane_bits + panel * kFilterBlock, filters, tables->panel_valid[at], first,
+                               WordsFor(out_c));
+        }
       });
     }
   }
@@ -503,19 +578,72 @@ class BinaryConv2D {
     return padding;
   }
 
-  // Whether the GEMM runs with filters as lanes (else pixels): packed output always; float output when that fills
-  // lanes better, or when there are too many kinds of border pixel for the pixels-as-lanes form.
-  static bool FilterLanes(bool packed_out, int64_t pixels, int64_t per_group, const PaddingKinds& padding) {
-    return packed_out || FilterLanesFillBetter(pixels, per_group) || !padding.FitColumns();
+  // The GEMM's form for an input size.
+  // - Filters as lanes (else pixels as lanes): when that fills lanes better, or when there are too many kinds of
+  //   border pixel for the pixels-as-lanes form; for packed output also unless the GEMM is implicit (pixels as
+  //   lanes with gathered fields measured slower there) and with groups (a task's filters must fill output words).
+  // - Implicit (B read in place from a word-planar padded input, no gather): pixels as lanes at stride 1, where a
+  //   panel of 16 consecutive pixels of the padded grid reads 16 consecutive words of a plane at every tap. The
+  //   grid's columns past the output width are computed for nothing: not when that costs more than gathering would
+  //   (measured at 64@56: gathering a panel of fields costs about what the GEMM of 10 filters against it does;
+  //   kGatherFilters leans towards the gather).
+  struct GemmForm {
+    bool filter_lanes = false, implicit = false;
+  };
+
+  GemmForm ChooseGemmForm(bool packed_out, int64_t pixels, int64_t grid_columns, int64_t per_group,
+                          const PaddingKinds& padding) const {
+    constexpr int64_t kGatherFilters = 8;
+    const auto panels = [](int64_t n) { return (n + kPanelLanes - 1) / kPanelLanes; };
+    const bool pixel_lanes = !FilterLanesFillBetter(pixels, per_group) && padding.FitColumns();
+    const bool implicit = pixel_lanes && geometry_.stride_h == 1 && geometry_.stride_w == 1 &&
+                          panels(grid_columns) * per_group < panels(pixels) * (per_group + kGatherFilters) &&
+                          (!packed_out || geometry_.group == 1);
+    return {packed_out ? !implicit : !pixel_lanes, implicit};
   }
 
-  // What a run needs to know of an input size besides the input itself: the padding kinds (in the form FilterLanes
-  // picks), and for each panel of output pixels its gather lanes (PanelLanes).
+  // What a run needs to know of an input size besides the input itself: the padding kinds (in the form ChooseGemmForm
+  // picks), the GEMM's form, and either for each panel of output pixels its gather lanes (PanelLanes), or the
+  // implicit GEMM's padded grid (Grid): its pixels' kinds of border, each panel's column map (GemmOutput) and
+  // where each word of a field starts (from its top-left pixel, in a group's planes).
   struct SizeTables {
     PaddingKinds padding;
+    bool filter_lanes = false, implicit = false;
     std::vector<int32_t> lane_offsets;  // [panels][kPanelLanes]
     std::vector<uint16_t> tap_masks;    // [panels][taps]
+    std::vector<uint8_t> grid_kinds;    // [grid panels][kPanelLanes], when there are border kinds
+    std::vector<uint16_t> panel_valid;  // [grid panels]
+    std::vector<int32_t> panel_first;   // [grid panels]
+    std::vector<int32_t> grid_offsets;  // [field words]
   };
+
+  // The implicit GEMM's tables (SizeTables) for a grid whose output is out_h x out_w.
+  void MakeGridTables(const Window& w, const Grid& grid, int64_t out_h, int64_t out_w, SizeTables& tables) const {
+    const ConvGeometry& g = geometry_;
+    const PackedFilter& f = w.filter;
+    const int64_t columns = GridColumns(grid, out_h, out_w);
+    const int64_t panels = (columns + kPanelLanes - 1) / kPanelLanes;
+    const bool kinds = !tables.padding.kinds.empty();
+    if (kinds) tables.grid_kinds.assign(static_cast<size_t>(panels * kPanelLanes), 0);
+    tables.panel_valid.assign(static_cast<size_t>(panels), 0);
+    tables.panel_first.assign(static_cast<size_t>(panels), 0);
+    for (int64_t q = columns - 1; q >= 0; --q) {  // backwards: a panel's first valid lane is written last
+      const int64_t oh = q / grid.width, ow = q % grid.width;
+      if (ow >= out_w) continue;
+      const int64_t panel = q / kPanelLanes;
+      tables.panel_valid[panel] |= static_cast<uint16_t>(1u << (q % kPanelLanes));
+      tables.panel_first[panel] = static_cast<int32_t>(oh * out_w + ow);
+      if (kinds) tables.grid_kinds[q] = tables.padding.column_kinds[oh * out_w + ow];
+    }
+    for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
+        for (int64_t c = 0; c < g.words_per_group; ++c) {
+          tables.grid_offsets.push_back(
+              static_cast<int32_t>(c * grid.plane_words + kh * g.dilation_h * grid.width + kw * g.dilation_w));
+        }
+      }
+    }
+  }
 
   // The tables for an input size. Building them is a pass over every output pixel, so with constant weights they
   // are kept for the last input size seen (a model usually runs one size).
@@ -525,9 +653,14 @@ class BinaryConv2D {
       auto tables = std::make_shared<SizeTables>();
       tables->padding = MakePaddingKinds(w, out_h, out_w);
       const int64_t pixels = out_h * out_w, out_c = w.filter.out_channels, taps = w.filter.Taps();
-      if (!FilterLanes(packed_out, pixels, out_c / geometry_.group, tables->padding) &&
-          !tables->padding.kinds.empty()) {
-        tables->padding.UseColumns(out_c);
+      const Grid grid = GridFor(w.height, w.width);
+      const GemmForm form =
+          ChooseGemmForm(packed_out, pixels, GridColumns(grid, out_h, out_w), out_c / geometry_.group, tables->padding);
+      tables->filter_lanes = form.filter_lanes, tables->implicit = form.implicit;
+      if (!tables->filter_lanes && !tables->padding.kinds.empty()) tables->padding.UseColumns(out_c);
+      if (tables->implicit) {
+        MakeGridTables(w, grid, out_h, out_w, *tables);
+        return std::shared_ptr<const SizeTables>(std::move(tables));
       }
       const int64_t panels = (pixels + kPanelLanes - 1) / kPanelLanes;
       tables->lane_offsets.resize(static_cast<size_t>(panels * kPanelLanes));
@@ -552,6 +685,7 @@ class BinaryConv2D {
   BinaryLayer<PackedFilter> layer_;
   GatherPanelFn gather_panel_;
   PackChannelsFn pack_channels_;
+  LaneBitsToPixelsFn lane_bits_to_pixels_;
   // TablesFor's tables for the last input size (height, width, words per pixel); runs of one session may come from
   // several threads.
   mutable struct {
