@@ -79,14 +79,21 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
   const uint8_t* const column_kinds = out.column_kinds;
   const int32_t* const kind_offsets = column_kinds ? out.kind_offsets : nullptr;
   const int32_t* const row_kinds = out.row_kinds;
-  // Each panel's lanes to store and output column of its first lane (the column map, or j's own columns).
+  // Each panel's lanes to store and output column of its first lane (the column map, or j's own columns), and
+  // its pixels' kinds of border when any is a border pixel (most panels have none: no offsets to add).
   __mmask16 valid[P];
   int64_t first[P];
+  __m512i kinds[P];
+  bool border[P];
   for (int p = 0; p < P; ++p) {
     const __mmask16 lanes = p == P - 1 ? last_lanes : __mmask16{0xffff};
     const int64_t panel = j / kPanelLanes + p;
     valid[p] = kMapped ? static_cast<__mmask16>(out.panel_valid[panel] & lanes) : lanes;
     first[p] = kMapped ? out.panel_first[panel] : j + p * kPanelLanes;
+    kinds[p] = kind_offsets ? _mm512_maskz_cvtepu8_epi32(lanes, _mm_loadu_si128(reinterpret_cast<const __m128i*>(
+                                                                   column_kinds + j + p * kPanelLanes)))
+                            : _mm512_setzero_si512();
+    border[p] = _mm512_test_epi32_mask(kinds[p], kinds[p]) != 0;
   }
   for (int r = 0; r < R; ++r) {
     const int64_t row = i + r;
@@ -103,12 +110,7 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
       if (row_offsets) {
         dot = _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, row_offsets + p * kPanelLanes));
       }
-      if (kind_offsets) {
-        const __m128i kind_bytes =
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(column_kinds + j + p * kPanelLanes));
-        const __m512i kinds = _mm512_maskz_cvtepu8_epi32(lanes, kind_bytes);
-        dot = _mm512_add_epi32(dot, _mm512_maskz_permutexvar_epi32(lanes, kinds, offsets));
-      }
+      if (border[p]) dot = _mm512_add_epi32(dot, _mm512_maskz_permutexvar_epi32(lanes, kinds[p], offsets));
       __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(lanes, dot), multiplier), bias);
       if (relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
       if (post) y = _mm512_add_ps(_mm512_mul_ps(y, post_multiplier), post_bias);
