@@ -8,7 +8,6 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "bit_convention.h"
 #include "isa.h"
@@ -31,22 +30,21 @@ constexpr int64_t PanelOffset(int64_t j, int64_t words) {
 // Writes the n rows (`stride` words apart, `words` words each) into `panels` (PanelWords(n, words) words).
 void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word* panels);
 
-// The GEMM's B side: word k of column j is base[(j / kPanelLanes) * panel_stride + j % kPanelLanes +
-// word_offsets[k]]. A panel-layout matrix has panel_stride = words * kPanelLanes and word_offsets[k] =
-// k * kPanelLanes (PanelWordOffsets); a convolution's implicit B is its word-planar padded image, read in place:
-// panel_stride = kPanelLanes, word_offsets[k] where tap and word k start (column j is a pixel of the padded grid).
+// The GEMM's B side: word k of column j is base[(j / kPanelLanes) * panel_stride + j % kPanelLanes + offset(k)],
+// offset(k) = k * kPanelLanes for a panel-layout matrix (word_offsets null, panel_stride = words * kPanelLanes), or
+// word_offsets[k] for a convolution's implicit B: its word-planar padded image, read in place (panel_stride =
+// kPanelLanes; word_offsets[k] where tap and word k start; column j is a pixel of the padded grid). The kernels
+// are compiled for each form: a table lookup per word cost the portable kernel 2.7x, the AVX2 one 13%. (Every
+// kernel reads both forms; BinaryConv2D picks the implicit one only for the AVX-512 kernel, where it pays.)
 struct GemmB {
   const Word* base = nullptr;
   int64_t panel_stride = 0;
   const int32_t* word_offsets = nullptr;
 };
 
-// k * kPanelLanes for k < words: the word offsets of a panel-layout B.
-std::vector<int32_t> PanelWordOffsets(int64_t words);
-
-// A panel-layout B from column j (a multiple of kPanelLanes); word_offsets from PanelWordOffsets(words).
-inline GemmB PanelB(const Word* panels, int64_t j, int64_t words, const int32_t* word_offsets) {
-  return {panels + PanelOffset(j, words), words * kPanelLanes, word_offsets};
+// A panel-layout B (PanelWords(n, words) words) from column j, a multiple of kPanelLanes.
+inline GemmB PanelB(const Word* panels, int64_t j, int64_t words) {
+  return {panels + PanelOffset(j, words), words * kPanelLanes, nullptr};
 }
 
 // Where and how a GEMM stores result (i, j) of dot = bits - 2 * popcount(a_i xor b_j) + offset, `bits` being the

@@ -93,8 +93,8 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&cou
 }
 
 // Rows [i, i + R) of A (a points at row i) against the panel of columns [j, j + lanes) (word k at
-// panel + word_offsets[k]).
-template <int R>
+// panel + word_offsets[k], or with the panel layout panel + k * kPanelLanes).
+template <int R, bool kWordOffsets>
 void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, const int32_t* word_offsets,
           int64_t words, const GemmOutput& out, int64_t i, int64_t j, int64_t lanes) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,  //
@@ -107,7 +107,7 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, co
     __m256i bytes[R][2];
     for (int r = 0; r < R; ++r) bytes[r][0] = bytes[r][1] = _mm256_setzero_si256();
     for (int64_t k = chunk; k < end; ++k) {
-      const Word* column = panel + word_offsets[k];
+      const Word* column = panel + (kWordOffsets ? word_offsets[k] : k * kPanelLanes);
       const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(column));
       const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(column + 8));
       for (int r = 0; r < R; ++r) {
@@ -129,18 +129,31 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, co
   }
 }
 
-}  // namespace
-
-void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
-                    int64_t words, const GemmOutput& out) {
+template <bool kWordOffsets>
+void Gemm(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n, int64_t words,
+          const GemmOutput& out) {
   for (int64_t j = 0; j < n; j += kPanelLanes) {
     const Word* panel = b.base + j / kPanelLanes * b.panel_stride;
     const int64_t lanes = n - j < kPanelLanes ? n - j : kPanelLanes;
     int64_t i = 0;
     for (; i + kMaxRows <= m; i += kMaxRows) {
-      Tile<kMaxRows>(a + i * a_stride, a_stride, a_step, panel, b.word_offsets, words, out, i, j, lanes);
+      Tile<kMaxRows, kWordOffsets>(a + i * a_stride, a_stride, a_step, panel, b.word_offsets, words, out, i, j,
+                                   lanes);
     }
-    for (; i < m; ++i) Tile<1>(a + i * a_stride, a_stride, a_step, panel, b.word_offsets, words, out, i, j, lanes);
+    for (; i < m; ++i) {
+      Tile<1, kWordOffsets>(a + i * a_stride, a_stride, a_step, panel, b.word_offsets, words, out, i, j, lanes);
+    }
+  }
+}
+
+}  // namespace
+
+void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
+                    int64_t words, const GemmOutput& out) {
+  if (b.word_offsets) {
+    Gemm<true>(a, a_stride, a_step, m, b, n, words, out);
+  } else {
+    Gemm<false>(a, a_stride, a_step, m, b, n, words, out);
   }
 }
 

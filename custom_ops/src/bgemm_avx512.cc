@@ -131,8 +131,9 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
 }
 
 // Rows [i, i + R) of A (a points at row i) against panels [0, P) of B (b.base points at the panel of column j);
-// lanes of the last panel past `last_lanes` are not stored.
-template <int R, int P>
+// lanes of the last panel past `last_lanes` are not stored. kWordOffsets: B's word offsets from b.word_offsets,
+// else the panel layout's.
+template <int R, int P, bool kWordOffsets>
 void Tile(const Word* a, int64_t a_stride, int64_t a_step, const GemmB& b, int64_t words, const GemmOutput& out,
           int64_t i, int64_t j, __mmask16 last_lanes) {
   const Word* const base = b.base;
@@ -144,7 +145,7 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const GemmB& b, int64
   }
   for (int64_t k = 0; k < words; ++k) {
     __m512i vb[P];
-    const Word* const words_k = base + word_offsets[k];
+    const Word* const words_k = base + (kWordOffsets ? word_offsets[k] : k * kPanelLanes);
     for (int p = 0; p < P; ++p) vb[p] = _mm512_loadu_si512(words_k + p * panel_stride);
     for (int r = 0; r < R; ++r) {
       const __m512i va = _mm512_set1_epi32(static_cast<int>(a[r * a_stride + k * a_step]));
@@ -171,34 +172,36 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const GemmB& b, int64
 }
 
 // Rows [i, i + R) of A against `columns` (at most kMaxPanels * kPanelLanes) columns from j.
-template <int R>
+template <int R, bool kWordOffsets>
 void Block(const Word* a, int64_t a_stride, int64_t a_step, const GemmB& b, int64_t columns, int64_t words,
            const GemmOutput& out, int64_t i, int64_t j) {
   const int64_t panels = (columns + kPanelLanes - 1) / kPanelLanes;
   const int64_t tail = columns - (panels - 1) * kPanelLanes;
   const __mmask16 last_lanes = static_cast<__mmask16>((1u << tail) - 1);
-  if (panels == 3) Tile<R, 3>(a, a_stride, a_step, b, words, out, i, j, last_lanes);
-  if (panels == 2) Tile<R, 2>(a, a_stride, a_step, b, words, out, i, j, last_lanes);
-  if (panels == 1) Tile<R, 1>(a, a_stride, a_step, b, words, out, i, j, last_lanes);
+  if (panels == 3) Tile<R, 3, kWordOffsets>(a, a_stride, a_step, b, words, out, i, j, last_lanes);
+  if (panels == 2) Tile<R, 2, kWordOffsets>(a, a_stride, a_step, b, words, out, i, j, last_lanes);
+  if (panels == 1) Tile<R, 1, kWordOffsets>(a, a_stride, a_step, b, words, out, i, j, last_lanes);
 }
 
 using BlockFn = void (*)(const Word*, int64_t, int64_t, const GemmB&, int64_t, int64_t, const GemmOutput&,
                          int64_t, int64_t);
 
-// kBlocks[r - 1] handles r rows.
-constexpr BlockFn kBlocks[kMaxRows] = {&Block<1>, &Block<2>, &Block<3>, &Block<4>};
+// kBlocks[w][r - 1] handles r rows, with B's word offsets from a table (w = 1) or the panel layout's.
+constexpr BlockFn kBlocks[2][kMaxRows] = {{&Block<1, false>, &Block<2, false>, &Block<3, false>, &Block<4, false>},
+                                          {&Block<1, true>, &Block<2, true>, &Block<3, true>, &Block<4, true>}};
 
 }  // namespace
 
 void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b_side, int64_t n,
                       int64_t words, const GemmOutput& out) {
+  const BlockFn* blocks = kBlocks[b_side.word_offsets != nullptr];
   // Column chunks outside, rows inside: a chunk of B (3 panels) stays in L1 while every row block passes over it.
   for (int64_t j = 0; j < n; j += kMaxPanels * kPanelLanes) {
     const int64_t columns = n - j < kMaxPanels * kPanelLanes ? n - j : kMaxPanels * kPanelLanes;
     for (int64_t i = 0; i < m; i += kMaxRows) {
       const int64_t rows = m - i < kMaxRows ? m - i : kMaxRows;
       const GemmB b{b_side.base + j / kPanelLanes * b_side.panel_stride, b_side.panel_stride, b_side.word_offsets};
-      kBlocks[rows - 1](a + i * a_stride, a_stride, a_step, b, columns, words, out, i, j);
+      blocks[rows - 1](a + i * a_stride, a_stride, a_step, b, columns, words, out, i, j);
     }
   }
 }

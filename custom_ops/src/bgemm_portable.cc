@@ -1,7 +1,5 @@
 #include "bgemm.h"
 
-#include <cstddef>
-
 namespace bnn2onnx {
 namespace {
 
@@ -11,6 +9,24 @@ inline int32_t Popcount32(Word v) {
   v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
   v = (v + (v >> 4)) & 0x0f0f0f0fu;
   return static_cast<int32_t>((v * 0x01010101u) >> 24);
+}
+
+template <bool kWordOffsets>  // GemmB::word_offsets given, or the panel layout
+void Gemm(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n, int64_t words,
+          const GemmOutput& out) {
+  for (int64_t i = 0; i < m; ++i) {
+    const Word* row = a + i * a_stride;
+    for (int64_t j0 = 0; j0 < n; j0 += kPanelLanes) {
+      const Word* panel = b.base + j0 / kPanelLanes * b.panel_stride;
+      int32_t lanes[kPanelLanes] = {};
+      for (int64_t k = 0; k < words; ++k) {
+        const Word word = row[k * a_step];
+        const Word* column = panel + (kWordOffsets ? b.word_offsets[k] : k * kPanelLanes);
+        for (int64_t l = 0; l < kPanelLanes; ++l) lanes[l] += Popcount32(word ^ column[l]);
+      }
+      out.StoreRun(i, j0, lanes, n - j0 < kPanelLanes ? n - j0 : kPanelLanes);
+    }
+  }
 }
 
 }  // namespace
@@ -23,26 +39,12 @@ void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word
   }
 }
 
-std::vector<int32_t> PanelWordOffsets(int64_t words) {
-  std::vector<int32_t> offsets(static_cast<size_t>(words));
-  for (int64_t k = 0; k < words; ++k) offsets[k] = static_cast<int32_t>(k * kPanelLanes);
-  return offsets;
-}
-
 void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
                         int64_t words, const GemmOutput& out) {
-  for (int64_t i = 0; i < m; ++i) {
-    const Word* row = a + i * a_stride;
-    for (int64_t j0 = 0; j0 < n; j0 += kPanelLanes) {
-      const Word* panel = b.base + j0 / kPanelLanes * b.panel_stride;
-      int32_t lanes[kPanelLanes] = {};
-      for (int64_t k = 0; k < words; ++k) {
-        const Word word = row[k * a_step];
-        const Word* column = panel + b.word_offsets[k];
-        for (int64_t l = 0; l < kPanelLanes; ++l) lanes[l] += Popcount32(word ^ column[l]);
-      }
-      out.StoreRun(i, j0, lanes, n - j0 < kPanelLanes ? n - j0 : kPanelLanes);
-    }
+  if (b.word_offsets) {
+    Gemm<true>(a, a_stride, a_step, m, b, n, words, out);
+  } else {
+    Gemm<false>(a, a_stride, a_step, m, b, n, words, out);
   }
 }
 

@@ -67,7 +67,6 @@ struct PackedFilter {
   int64_t field_words = 0;       // KH * KW * words_per_group
   std::vector<Word> rows;        // [O, field_words]: the GEMM's row side (filters x pixel panels)
   std::vector<Word> panels;      // per group, its filters' panels: the GEMM's panel side (pixel rows x filters)
-  std::vector<int32_t> panel_offsets;  // PanelWordOffsets(field_words): of these panels and of gathered fields
   std::vector<int32_t> tap_sum;  // [O, KH * KW]
 
   int64_t Taps() const { return kernel_h * kernel_w; }
@@ -104,7 +103,6 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
     PackPanels(filters + grp * per_group * f.field_words, f.field_words, per_group, f.field_words,
                f.panels.data() + grp * group_words);
   }
-  f.panel_offsets = PanelWordOffsets(f.field_words);
   f.tap_sum.resize(rows);
   for (int64_t r = 0; r < rows; ++r) {
     int32_t negatives = 0;
@@ -368,7 +366,7 @@ class BinaryConv2D {
               }
               gemm(fields + grp * group_words + PanelOffset(p, field_words), 1, kPanelLanes, next - p,
                    PanelB(f.panels.data() + grp * PanelWords(per_group, field_words), o_begin - grp * per_group,
-                          field_words, f.panel_offsets.data()),
+                          field_words),
                    o_end - o_begin, field_words, out);
             }
           }
@@ -413,7 +411,7 @@ class BinaryConv2D {
         }
         const GemmB b = implicit ? GemmB{image + grp * g.words_per_group * grid.plane_words + p_begin, kPanelLanes,
                                          tables->grid_offsets.data()}
-                                 : PanelB(fields + grp * group_words, p_begin, field_words, f.panel_offsets.data());
+                                 : PanelB(fields + grp * group_words, p_begin, field_words);
         gemm(f.rows.data() + o_begin * field_words, field_words, 1, filters, b, count, field_words, out);
         // Packed output is pixels as lanes only when implicit (ChooseGemmForm).
         for (int64_t panel = 0; packed_out && panel * kPanelLanes < count; ++panel) {
@@ -586,7 +584,8 @@ class BinaryConv2D {
   //   panel of 16 consecutive pixels of the padded grid reads 16 consecutive words of a plane at every tap. The
   //   grid's columns past the output width are computed for nothing: not when that costs more than gathering would
   //   (measured at 64@56: gathering a panel of fields costs about what the GEMM of 10 filters against it does;
-  //   kGatherFilters leans towards the gather).
+  //   kGatherFilters leans towards the gather). AVX-512 only: the AVX2 and portable kernels lose more to B's word
+  //   offsets and to panels across a row end than the gather costs (64@56: 1.2x and 2.4x slower).
   struct GemmForm {
     bool filter_lanes = false, implicit = false;
   };
@@ -596,7 +595,8 @@ class BinaryConv2D {
     constexpr int64_t kGatherFilters = 8;
     const auto panels = [](int64_t n) { return (n + kPanelLanes - 1) / kPanelLanes; };
     const bool pixel_lanes = !FilterLanesFillBetter(pixels, per_group) && padding.FitColumns();
-    const bool implicit = pixel_lanes && geometry_.stride_h == 1 && geometry_.stride_w == 1 &&
+    const bool implicit = pixel_lanes && layer_.isa() == Isa::kAvx512 && geometry_.stride_h == 1 &&
+                          geometry_.stride_w == 1 &&
                           panels(grid_columns) * per_group < panels(pixels) * (per_group + kGatherFilters) &&
                           (!packed_out || geometry_.group == 1);
     return {packed_out ? !implicit : !pixel_lanes, implicit};

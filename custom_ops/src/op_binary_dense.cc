@@ -22,8 +22,7 @@ int64_t ReadChannelsIn(const Attributes& attributes) {
 // W's rows in the GEMM's panel layout.
 struct PackedMatrix {
   int64_t out_channels = 0;
-  std::vector<Word> panels;          // PanelWords(out_channels, WordsFor(channels_in)) words
-  std::vector<int32_t> word_offsets;  // PanelWordOffsets(WordsFor(channels_in))
+  std::vector<Word> panels;  // PanelWords(out_channels, WordsFor(channels_in)) words
 };
 
 PackedMatrix PrepareWeights(const TensorIn& w, int64_t channels_in) {
@@ -36,8 +35,7 @@ PackedMatrix PrepareWeights(const TensorIn& w, int64_t channels_in) {
         " words per row but channels_in=", channels_in, " needs ", words);
   Check(TailBitsClear(w.As<Word>(), w.shape[0], words, channels_in), "weights (input 1) have bits set beyond ",
         "channels_in=", channels_in, " in a row's last word; padding bits must be 0");
-  PackedMatrix m{w.shape[0], std::vector<Word>(static_cast<size_t>(PanelWords(w.shape[0], words))),
-                 PanelWordOffsets(words)};
+  PackedMatrix m{w.shape[0], std::vector<Word>(static_cast<size_t>(PanelWords(w.shape[0], words)))};
   PackPanels(w.As<Word>(), words, m.out_channels, words, m.panels.data());
   return m;
 }
@@ -119,8 +117,7 @@ class BinaryDense {
       int32_t acc[kChannelBlock];
       GemmOutput out{full, kChannelBlock};
       out.dots = acc;
-      const GemmB b = PanelB(w.panels.data(), o_begin, words, w.word_offsets.data());
-      layer_.gemm()(rows + n * words, words, 1, 1, b, count, words, out);
+      layer_.gemm()(rows + n * words, words, 1, 1, PanelB(w.panels.data(), o_begin, words), count, words, out);
       if (packed_out) {
         params.WriteBits(acc, o_begin, count, y_packed + n * WordsFor(out_c) + o_begin / kWordBits);
       } else {
