@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "bit_convention.h"
 #include "isa.h"
@@ -41,6 +42,17 @@ struct GemmB {
   int64_t panel_stride = 0;
   const int32_t* word_offsets = nullptr;
 };
+
+// Calls run(std::true_type) when B has word offsets, else run(std::false_type): a kernel's entry point picks the
+// form it was compiled for once per call.
+template <class Run>
+void ForBForm(const GemmB& b, Run&& run) {
+  if (b.word_offsets) {
+    run(std::true_type{});
+  } else {
+    run(std::false_type{});
+  }
+}
 
 // A panel-layout B (PanelWords(n, words) words) from column j, a multiple of kPanelLanes.
 inline GemmB PanelB(const Word* panels, int64_t j, int64_t words) {

@@ -41,11 +41,7 @@ void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word
 
 void BinaryGemmPortable(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
                         int64_t words, const GemmOutput& out) {
-  if (b.word_offsets) {
-    Gemm<true>(a, a_stride, a_step, m, b, n, words, out);
-  } else {
-    Gemm<false>(a, a_stride, a_step, m, b, n, words, out);
-  }
+  ForBForm(b, [&](auto word_offsets) { Gemm<word_offsets.value>(a, a_stride, a_step, m, b, n, words, out); });
 }
 
 void GatherPanelPortable(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
