@@ -33,15 +33,18 @@ class Case:
     independent_feeds: dict[str, np.ndarray]
     independent_as_reference: Callable[[np.ndarray], np.ndarray] = field(default=lambda y: y)
     features: set[str] = field(default_factory=set)  # what this case exercises (see REQUIRED_FEATURES)
+    # BinaryConv2D's output 1 (the float output's signs, packed) when the model has it: its expected value.
+    expected_signs: np.ndarray | None = None
 
 
 def _model(nodes: list[onnx.NodeProto], inputs: dict[str, np.ndarray], initializers: dict[str, np.ndarray],
-           output_type: int) -> onnx.ModelProto:
+           output_type: int, signs_output: bool = False) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes, "case",
         [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
          for name, a in inputs.items()],
-        [helper.make_tensor_value_info("y", output_type, None)],
+        [helper.make_tensor_value_info("y", output_type, None)] +
+        [helper.make_tensor_value_info("y_bits", TensorProto.INT32, None)] * signs_output,
         [numpy_helper.from_array(a, name) for name, a in initializers.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), schema.opset_import()])
 
@@ -115,9 +118,10 @@ def _post_features(post: dict[str, np.ndarray]) -> set[str]:
     return ({"post affine"} if "post_multiplier" in post else set()) | ({"residual"} if "residual" in post else set())
 
 
-def _output_stage_nodes(acc: str, packed: bool, relu: bool, post: dict[str, np.ndarray]) -> list[onnx.NodeProto]:
-    """Float: Mul, Add (, Relu) (, Mul, Add) (, Add residual). Packed: +1 iff direction*acc >= threshold, as float
-    +-1."""
+def _output_stage_nodes(acc: str, packed: bool, relu: bool, post: dict[str, np.ndarray],
+                        final_relu: bool = False) -> list[onnx.NodeProto]:
+    """Float: Mul, Add (, Relu) (, Mul, Add) (, Add residual) (, Relu). Packed: +1 iff direction*acc >= threshold,
+    as float +-1."""
     if packed:
         return [helper.make_node("Mul", [acc, "second_f"], ["scaled"]),
                 helper.make_node("Less", ["scaled", "first_f"], ["neg"]),
@@ -134,6 +138,9 @@ def _output_stage_nodes(acc: str, packed: bool, relu: bool, post: dict[str, np.n
     if "residual" in post:
         nodes.append(helper.make_node("Add", [value, "residual"], ["with_residual"]))
         value = "with_residual"
+    if final_relu:
+        nodes.append(helper.make_node("Relu", [value], ["final_relu"]))
+        value = "final_relu"
     return nodes + [helper.make_node("Identity", [value], ["y"])]
 
 
@@ -212,14 +219,17 @@ def conv_case(rng: np.random.Generator) -> Case:
     pad_value = int(rng.integers(0, 2))
     packed_out = bool(rng.random() < 0.5)
     relu = bool(not packed_out and rng.random() < 0.3)
+    final_relu = bool(not packed_out and rng.random() < 0.25)
     packed_in = bool(rng.random() < 0.5)
+    signs_output = bool(not packed_out and group == 1 and rng.random() < 0.3)
 
     x_float, w_float = extreme_or_random(rng, (batch, channels_in, height, width), (out_c, per_group, kh, kw))
     first, second = _output_params(rng, out_c, kh * kw * per_group, packed_out)
     x = reference.bit_pack(x_float) if packed_in else x_float
     attributes = dict(channels_in=channels_in, kernel_shape=[kh, kw] if rng.random() < 0.5 else None,
                       strides=[sh, sw], dilations=[dh, dw], pads=pads, group=group, pad_value=pad_value,
-                      packed_output=int(packed_out), activation="RELU" if relu else None)
+                      packed_output=int(packed_out), activation="RELU" if relu else None,
+                      final_activation="RELU" if final_relu else None)
     given = {k: v for k, v in attributes.items() if v is not None}
     w_packed = pack_conv_weights(w_float)
     post = _post_inputs(rng, reference.binary_conv2d(x, w_packed, first, second, **given).shape, packed_out)
@@ -228,8 +238,9 @@ def conv_case(rng: np.random.Generator) -> Case:
               **{k: v for k, v in post.items() if k != "residual"}}
     as_inputs, constants = _split(rng, params)
     model = _model([schema.make_node(schema.BINARY_CONV2D, ["x", "w", "first", "second"] + _post_input_names(post),
-                                     ["y"], **attributes)],
-                   {"x": x, **as_inputs, **residual}, constants, TensorProto.INT32 if packed_out else TensorProto.FLOAT)
+                                     ["y", "y_bits"] if signs_output else ["y"], **attributes)],
+                   {"x": x, **as_inputs, **residual}, constants, TensorProto.INT32 if packed_out else TensorProto.FLOAT,
+                   signs_output)
     expected = reference.binary_conv2d(x, w_packed, first, second, post.get("post_multiplier"),
                                        post.get("post_bias"), post.get("residual"), **given)
 
@@ -242,7 +253,7 @@ def conv_case(rng: np.random.Generator) -> Case:
         conv_input = "s_padded"
     nodes.append(helper.make_node("Conv", [conv_input, "wf"], ["acc"], pads=conv_pads, strides=[sh, sw],
                                   dilations=[dh, dw], group=group, kernel_shape=[kh, kw]))
-    nodes += _output_stage_nodes("acc", packed_out, relu, post)
+    nodes += _output_stage_nodes("acc", packed_out, relu, post, final_relu)
     constants = {**SIGN_CONSTANTS, "wf": w_float,
                  "pad_amounts": np.array([0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]], np.int64),
                  **_output_stage_constants(first, second, packed_out, (1, -1, 1, 1), post)}
@@ -255,12 +266,15 @@ def conv_case(rng: np.random.Generator) -> Case:
     features |= {"dilation"} if max(dh, dw) > 1 else set()
     features |= {"stride 2, asymmetric pads"} if 2 in (sh, sw) and pads[:2] != pads[2:] else set()
     features |= {"relu"} if relu else set()
+    features |= {"final relu"} if final_relu else set()
     features |= {"stride 1, rows wider than a panel"} if (sh, sw) == (1, 1) and width > 16 else set()
+    features |= {"signs output"} if signs_output else set()
     return Case(
         f"BinaryConv2D x{list(x.shape)}{'packed' if packed_in else 'float'} w{[out_c, per_group, kh, kw]} "
         f"{attributes} {sorted(post)}", model, {"x": x, **as_inputs, **residual}, expected, independent,
         {"xf": x_float, **residual},
-        (lambda y: reference.bit_pack(y)) if packed_out else (lambda y: y), features)
+        (lambda y: reference.bit_pack(y)) if packed_out else (lambda y: y), features,
+        reference.bit_pack(expected) if signs_output else None)
 
 
 def dense_case(rng: np.random.Generator) -> Case:
@@ -269,11 +283,13 @@ def dense_case(rng: np.random.Generator) -> Case:
     batch = int(rng.integers(1, 6))
     packed_out = bool(rng.random() < 0.5)
     relu = bool(not packed_out and rng.random() < 0.3)
+    final_relu = bool(not packed_out and rng.random() < 0.25)
     packed_in = bool(rng.random() < 0.5)
     x_float, w_float = extreme_or_random(rng, (batch, channels_in), (out_c, channels_in))
     first, second = _output_params(rng, out_c, channels_in, packed_out)
     x = reference.bit_pack(x_float) if packed_in else x_float
-    attributes = dict(channels_in=channels_in, packed_output=int(packed_out), activation="RELU" if relu else None)
+    attributes = dict(channels_in=channels_in, packed_output=int(packed_out), activation="RELU" if relu else None,
+                      final_activation="RELU" if final_relu else None)
     given = {k: v for k, v in attributes.items() if v is not None}
     post = _post_inputs(rng, (batch, out_c), packed_out)
     residual = {"residual": post["residual"]} if "residual" in post else {}
@@ -286,12 +302,13 @@ def dense_case(rng: np.random.Generator) -> Case:
     expected = reference.binary_dense(x, params["w"], first, second, post.get("post_multiplier"),
                                       post.get("post_bias"), post.get("residual"), **given)
     nodes = _signs_nodes("xf", "s") + [helper.make_node("MatMul", ["s", "wt"], ["acc"])]
-    nodes += _output_stage_nodes("acc", packed_out, relu, post)
+    nodes += _output_stage_nodes("acc", packed_out, relu, post, final_relu)
     constants = {**SIGN_CONSTANTS, "wt": np.ascontiguousarray(w_float.T),
                  **_output_stage_constants(first, second, packed_out, (1, -1), post)}
     independent = _model(nodes, {"xf": x_float, **residual}, constants, TensorProto.FLOAT)
     features = _common_features(batch, channels_in, packed_in, packed_out, bool(as_inputs)) | _post_features(post)
     features |= {"relu"} if relu else set()
+    features |= {"final relu"} if final_relu else set()
     return Case(f"BinaryDense x{list(x.shape)} out={out_c} {attributes} {sorted(post)}", model,
                 {"x": x, **as_inputs, **residual}, expected, independent, {"xf": x_float, **residual},
                 (lambda y: reference.bit_pack(y)) if packed_out else (lambda y: y), features)
@@ -324,12 +341,13 @@ def maxpool_case(rng: np.random.Generator) -> Case:
 
 
 _BINARY_LAYER = {"batch > 1", "odd channels", "packed input", "float input", "packed output", "float output",
-                 "weights as runtime inputs", "constant weights", "relu", "post affine", "residual"}
+                 "weights as runtime inputs", "constant weights", "relu", "post affine", "residual", "final relu"}
 # What the random cases of one test run must have covered between them.
 REQUIRED_FEATURES: dict[str, set[str]] = {
     "BinaryConv2D": _BINARY_LAYER | {"pad_value=0", "pad_value=1", "groups", "over 64 filters per group",
                                      "over 192 filters", "dilation", "stride 2, asymmetric pads", "kernel=1x1",
-                                     "kernel=3x3", "kernel=7x7", "stride 1, rows wider than a panel"},
+                                     "kernel=3x3", "kernel=7x7", "stride 1, rows wider than a panel",
+                                     "signs output"},
     "BinaryDense": _BINARY_LAYER,
     "BinaryMaxPool2D": {"batch > 1", "odd channels", "dilation", "stride 2, asymmetric pads"},
     "BitPack": set(),

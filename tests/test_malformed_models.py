@@ -3,7 +3,7 @@ that names the op and the problem (at session creation or at run), never a crash
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,14 +34,17 @@ class Malformed:
     attributes: dict[str, Any] = field(default_factory=dict)
     order: tuple[str, ...] = ("x",)
     output_type: int = TensorProto.FLOAT
+    signs_output: bool = False  # BinaryConv2D's output 1
 
     def model(self) -> onnx.ModelProto:
-        node = schema.make_node(self.op, list(self.order), ["y"], **self.attributes)
+        outputs = ["y", "y_bits"] if self.signs_output else ["y"]
+        node = schema.make_node(self.op, list(self.order), outputs, **self.attributes)
         graph = helper.make_graph(
             [node], "malformed",
             [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
              for k, v in self.inputs.items()],
-            [helper.make_tensor_value_info("y", self.output_type, None)],
+            [helper.make_tensor_value_info("y", self.output_type, None)] +
+            [helper.make_tensor_value_info("y_bits", TensorProto.INT32, None)] * self.signs_output,
             [numpy_helper.from_array(v, k) for k, v in self.constants.items()])
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), schema.opset_import()])
 
@@ -112,6 +115,10 @@ CASES = {
     "conv_negative_pads": conv("attribute 'pads' values must be in [0, ", pads=[-1, 0, 0, 0]),
     "conv_pad_value": conv("attribute 'pad_value' must be 0 (zero padding) or 1", pad_value=2),
     "conv_activation": conv("attribute 'activation' must be \"NONE\" or \"RELU\", got \"TANH\"", activation="TANH"),
+    "conv_final_activation": conv("attribute 'final_activation' must be \"NONE\" or \"RELU\", got \"SIGMOID\"",
+                                  final_activation="SIGMOID"),
+    "dense_final_relu_packed": replace(dense("final_activation=\"RELU\" needs float output", packed_output=1,
+                                             final_activation="RELU"), output_type=TensorProto.INT32),
     "conv_relu_packed": conv("activation=\"RELU\" needs float output", activation="RELU", packed_output=1,
                              params=PACKED_PARAMS),
     "conv_multiplier_length": conv("multiplier (input 2) must have shape [8], got [3]",
@@ -135,6 +142,10 @@ CASES = {
                                    optional=POST_8[:1]),
     "conv_post_length": conv("post_multiplier (input 4) must have shape [8], got [3]",
                              optional=[("post_multiplier", np.ones(3, np.float32)), POST_8[1]]),
+    "conv_signs_packed": replace(conv("output 1 (the packed signs of output 0) needs float output (packed_output=0) "
+                                      "and group=1", packed_output=1, params=PACKED_PARAMS), signs_output=True),
+    "conv_signs_groups": replace(conv("output 1 (the packed signs of output 0) needs float output", group=2,
+                                      w=pack_bits(RNG.random((8, 3, 3, 20)) < 0.5)), signs_output=True),
     "conv_residual_shape": conv("residual (input 6) shape [1,8,5,5] differs from the output shape [1,8,6,6]",
                                 optional=[("", None), ("", None), ("residual", np.zeros((1, 8, 5, 5), np.float32))]),
     "dense_residual_shape": dense("residual (input 6) shape [5,2] differs from the output shape [2,5]",

@@ -125,19 +125,23 @@ def test_residual_reader_keeps_the_float_output() -> None:
                                atol=1e-5)
 
 
-def quicknet_block(residual_of: str, shape: list) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray]]:
-    """QuickNet's block: binary conv -> ReLU -> batch norm -> Add(the block's input `residual_of`)."""
-    nodes = where_binarizer("x", "s") + [
-        helper.make_node("Conv", ["s", "w"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c"], ["r"]),
-        helper.make_node("BatchNormalization", ["r", "gamma", "beta", "mean", "var"], ["bn"]),
-        helper.make_node("Add", ["bn", residual_of], ["y"])]
+def quicknet_block(residual_of: str, shape: list, x: str = "x", y: str = "y",
+                   prefix: str = "") -> tuple[list[onnx.NodeProto], dict[str, np.ndarray]]:
+    """QuickNet's block: binary conv -> ReLU -> batch norm -> Add(the block's input `residual_of`); the block reads
+    x and writes y, its other names start with `prefix`."""
+    s, c, r, bn, w, gamma, beta, mean, var = (prefix + n for n in ("s", "c", "r", "bn", "w", "gamma", "beta", "mean",
+                                                                    "var"))
+    nodes = where_binarizer(x, s) + [
+        helper.make_node("Conv", [s, w], [c], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", [c], [r]),
+        helper.make_node("BatchNormalization", [r, gamma, beta, mean, var], [bn]),
+        helper.make_node("Add", [bn, residual_of], [y])]
     channels = shape[1]
-    inits = {**SIGN_CONSTANTS, "w": RNG.choice([-1.0, 1.0], (channels, channels, 3, 3)).astype(np.float32),
-             "gamma": RNG.uniform(-1.5, 1.5, channels).astype(np.float32),
-             "beta": RNG.standard_normal(channels).astype(np.float32),
-             "mean": RNG.standard_normal(channels).astype(np.float32),
-             "var": RNG.uniform(0.5, 2, channels).astype(np.float32)}
+    inits = {**SIGN_CONSTANTS, w: RNG.choice([-1.0, 1.0], (channels, channels, 3, 3)).astype(np.float32),
+             gamma: RNG.uniform(-1.5, 1.5, channels).astype(np.float32),
+             beta: RNG.standard_normal(channels).astype(np.float32),
+             mean: RNG.standard_normal(channels).astype(np.float32),
+             var: RNG.uniform(0.5, 2, channels).astype(np.float32)}
     return nodes, inits
 
 
@@ -154,6 +158,40 @@ def test_batch_norm_after_relu_and_the_shortcut_add_fold_into_the_layer() -> Non
     x = RNG.standard_normal((3, 16, 6, 6)).astype(np.float32)
     np.testing.assert_allclose(run(converted, {"x": x}), run(source, {"x": x}, custom_ops=False), rtol=1e-5,
                                atol=1e-5)
+
+
+def test_next_blocks_packing_moves_into_the_layer_that_writes_the_shortcut() -> None:
+    """Two QuickNet blocks: the first layer's output is the second's shortcut and, binarized, its input; the
+    first layer then also writes that input packed (its output 1), the second reads it packed."""
+    first, first_inits = quicknet_block("x", [1, 16, 6, 6], y="y1", prefix="a_")
+    second, second_inits = quicknet_block("y1", [1, 16, 6, 6], x="y1", prefix="b_")
+    source = model(first + second, first_inits | second_inits, ["n", 16, 6, 6])
+    converted, report = optimize(source)
+    assert results(report)["fuse_output_packing"] == (1, [])
+    layers = list(converted.graph.node)
+    assert [n.op_type for n in layers] == ["BinaryConv2D"] * 2
+    assert len(layers[0].output) == 2 and layers[1].input[0] == layers[0].output[1]
+    assert layers[1].input[6] == layers[0].output[0]
+    x = RNG.standard_normal((2, 16, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(run(converted, {"x": x}), run(source, {"x": x}, custom_ops=False), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_relu_after_the_shortcut_add_becomes_the_final_activation() -> None:
+    """A QuickNet stage ends in Add(shortcut) -> Relu: the Relu joins the layer as its final_activation, after the
+    residual, and the result agrees with onnxruntime on the float model (negative sums included)."""
+    nodes, inits = quicknet_block("x", [1, 16, 6, 6], y="sum")
+    nodes.append(helper.make_node("Relu", ["sum"], ["y"]))
+    source = model(nodes, inits, ["n", 16, 6, 6])
+    converted, report = optimize(source)
+    assert results(report)["fuse_final_relu"] == (1, [])
+    assert [n.op_type for n in converted.graph.node] == ["BinaryConv2D"]
+    attributes = {a.name: helper.get_attribute_value(a) for a in converted.graph.node[0].attribute}
+    assert attributes["final_activation"] == b"RELU"
+    x = RNG.standard_normal((2, 16, 6, 6)).astype(np.float32)
+    expected = run(source, {"x": x}, custom_ops=False)
+    assert (expected == 0).mean() > 0.1, "some sums are negative"
+    np.testing.assert_allclose(run(converted, {"x": x}), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_add_that_broadcasts_or_reads_the_layer_output_stays_separate() -> None:

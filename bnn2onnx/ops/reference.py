@@ -36,13 +36,15 @@ def _input_signs(x: np.ndarray, channels_in: int) -> np.ndarray:
 
 
 def _output_stage(acc: np.ndarray, first: np.ndarray, second: np.ndarray, packed_output: int,
-                  activation: str, post: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]) -> np.ndarray:
+                  activation: str, post: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None],
+                  final_activation: str = "NONE") -> np.ndarray:
     """Output modes, per output channel o on axis 1 of the integer dot products `acc`.
 
     float  (packed_output=0): y = multiplier[o] * acc + bias[o] in float32 (one rounding after the multiply,
                               one after the add), then ReLU if activation="RELU"; then, when given,
-                              y = post_multiplier[o] * y + post_bias[o] (rounded likewise) and y = y + residual.
-                              Shape as acc. `post` is (post_multiplier, post_bias, residual), each optional.
+                              y = post_multiplier[o] * y + post_bias[o] (rounded likewise) and y = y + residual;
+                              last ReLU if final_activation="RELU". Shape as acc. `post` is (post_multiplier,
+                              post_bias, residual), each optional.
     packed (packed_output=1): the value is +1 iff direction[o] * acc >= threshold[o], else -1; channel axis
                               moved last and packed.
     """
@@ -51,8 +53,9 @@ def _output_stage(acc: np.ndarray, first: np.ndarray, second: np.ndarray, packed
     if (post_multiplier is None) != (post_bias is None):
         raise ValueError("post_multiplier and post_bias are given together or not at all")
     if packed_output:
-        if any(p is not None for p in post):
-            raise ValueError("post_multiplier, post_bias and residual need float output (packed_output=0)")
+        if any(p is not None for p in post) or final_activation != "NONE":
+            raise ValueError("post_multiplier, post_bias, residual and final_activation need float output "
+                             "(packed_output=0)")
         direction = np.asarray(second, np.int64).reshape(per_channel)
         threshold = np.asarray(first, np.int64).reshape(per_channel)
         return pack_bits(np.moveaxis(direction * acc < threshold, 1, -1))
@@ -68,6 +71,8 @@ def _output_stage(acc: np.ndarray, first: np.ndarray, second: np.ndarray, packed
         if residual.shape != y.shape:
             raise ValueError(f"residual shape {residual.shape} differs from the output shape {y.shape}")
         y = y + np.asarray(residual, np.float32)
+    if final_activation == "RELU":
+        y = np.where(y < 0, np.float32(0), y)
     return y.astype(np.float32)
 
 
@@ -109,22 +114,24 @@ def binary_conv2d(x: np.ndarray, weights: np.ndarray, first: np.ndarray, second:
                   post_multiplier: np.ndarray | None = None, post_bias: np.ndarray | None = None,
                   residual: np.ndarray | None = None, *, channels_in: int, strides: Sequence[int] = (1, 1), dilations: Sequence[int] = (1, 1),
                   pads: Sequence[int] = (0, 0, 0, 0), group: int = 1, pad_value: int = 0,
-                  packed_output: int = 0, activation: str = "NONE",
+                  packed_output: int = 0, activation: str = "NONE", final_activation: str = "NONE",
                   kernel_shape: Sequence[int] | None = None) -> np.ndarray:
     """BinaryConv2D: float [N, O, OH, OW] or packed int32 [N, OH, OW, words(O)]."""
     acc = binary_conv2d_accumulator(x, weights, channels_in=channels_in, strides=strides, dilations=dilations,
                                     pads=pads, group=group, pad_value=pad_value, kernel_shape=kernel_shape)
-    return _output_stage(acc, first, second, packed_output, activation, (post_multiplier, post_bias, residual))
+    return _output_stage(acc, first, second, packed_output, activation, (post_multiplier, post_bias, residual),
+                         final_activation)
 
 
 def binary_dense(x: np.ndarray, weights: np.ndarray, first: np.ndarray, second: np.ndarray,
                  post_multiplier: np.ndarray | None = None, post_bias: np.ndarray | None = None,
                  residual: np.ndarray | None = None, *, channels_in: int, packed_output: int = 0,
-                 activation: str = "NONE") -> np.ndarray:
+                 activation: str = "NONE", final_activation: str = "NONE") -> np.ndarray:
     """BinaryDense: acc[n, m] = sum_k X[n, k] * W[m, k]; float [N, M] or packed int32 [N, words(M)]."""
     xs = _input_signs(x, channels_in)
     w = np.where(unpack_bits(weights, channels_in), -1, 1).astype(np.int64)
-    return _output_stage(xs @ w.T, first, second, packed_output, activation, (post_multiplier, post_bias, residual))
+    return _output_stage(xs @ w.T, first, second, packed_output, activation, (post_multiplier, post_bias, residual),
+                         final_activation)
 
 
 def binary_maxpool2d(x: np.ndarray, *, channels: int, kernel_shape: Sequence[int],

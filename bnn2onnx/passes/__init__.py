@@ -25,7 +25,9 @@ from bnn2onnx.passes import (
     fuse_binary_conv,
     fuse_binary_dense,
     fuse_binary_maxpool,
+    fuse_final_relu,
     fuse_input_packing,
+    fuse_output_packing,
     fuse_residual_add,
     fuse_threshold_output,
     recognise_binarizers,
@@ -48,9 +50,9 @@ Stage = tuple[Pass, ...]
 #   threshold pass can absorb;
 # - thresholds before affine folding: thresholds are computed from the float chain as the source model computes
 #   it, before folding changes its rounding; what is left is folded into float outputs;
-# - a shortcut's Add after that, once the layer's output is the tensor the Add reads;
-# - then packed tensors that are unpacked and repacked cancel, and a BitPack with one binary reader is fused
-#   into that reader;
+# - a shortcut's Add after that, once the layer's output is the tensor the Add reads, and a ReLU after the Add;
+# - then packed tensors that are unpacked and repacked cancel; a BitPack of a binary conv's float output becomes
+#   that layer's packed output 1, and a BitPack left with one binary reader is fused into that reader;
 # - last, equal constants created along the way are shared.
 CANONICALISE: Stage = (
     drop_broadcast_expands.run,
@@ -67,7 +69,9 @@ BINARIZE: Stage = (
     fuse_threshold_output.run,
     fold_output_affine.run,
     fuse_residual_add.run,
+    fuse_final_relu.run,
     cancel_pack_unpack.run,
+    fuse_output_packing.run,
     fuse_input_packing.run,
     dedupe_constants.run,
 )

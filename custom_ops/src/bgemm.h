@@ -75,10 +75,14 @@ inline GemmB PanelB(const Word* panels, int64_t j, int64_t words) {
 //   written, zero past the last column), or
 // - as float act(float(dot) * multiplier[r] + bias[r]) (act: ReLU or none; a separate multiply and add, rounded as
 //   the reference does, docs/ops.md), then * post_multiplier[r] + post_bias[r] and + residual[r * stride + c]
-//   when given, at floats[r * stride + c], where (r, c) = (i, j), or (j, i) when `transposed` (then the
+//   when given, then ReLU if final_relu, at floats[r * stride + c], where (r, c) = (i, j), or (j, i) when `transposed` (then the
 //   per-channel vectors are per column of B). With a column map (an implicit convolution's padded grid, float rows
 //   only), column j is stored only if it is an output pixel: bit j % 16 of panel_valid[j / 16]; the valid lanes
 //   of a panel are consecutive output columns from panel_first[j / 16].
+//   With sign_bits, the floats' signs too (bit set iff y < 0, bit_convention.h), per run of 16 columns from j (a
+//   multiple of 16) as one 16-bit mask, bit l for column j + l (0 if not stored): at
+//   sign_bits[(j / 16) * sign_stride + i], or when transposed at sign_bits[i * sign_stride + j / 16] (then the half
+//   of pixel i's packed word holding channels j..j+15); written whole.
 struct GemmOutput {
   static constexpr int64_t kKinds = 16;
 
@@ -97,12 +101,20 @@ struct GemmOutput {
   const float* post_multiplier = nullptr;  // with post_bias, or neither
   const float* post_bias = nullptr;
   const float* residual = nullptr;
+  bool final_relu = false;
   const uint8_t* column_kinds = nullptr;
   const int32_t* row_kinds = nullptr;
   const int32_t* kind_offsets = nullptr;
   int64_t kinds_stride = 0;
   const uint16_t* panel_valid = nullptr;  // with panel_first: the column map
   const int32_t* panel_first = nullptr;
+  uint16_t* sign_bits = nullptr;
+  int64_t sign_stride = 0;
+
+  // Where the signs of the run of 16 columns from j of row i go (float output with sign_bits).
+  uint16_t& SignsOf(int64_t i, int64_t j) const {
+    return sign_bits[transposed ? i * sign_stride + j / kPanelLanes : j / kPanelLanes * sign_stride + i];
+  }
 
   // Results (i, j + l), l < count, from their popcounts: a run of at most kPanelLanes columns from a multiple of
   // kPanelLanes (the portable and AVX2 kernels; AVX-512 has its own 16-lane store). Packed bits are gathered for
@@ -130,9 +142,13 @@ struct GemmOutput {
     }
     const uint16_t valid = panel_valid ? panel_valid[j / kPanelLanes] : uint16_t{0xffff};
     int64_t column = panel_valid ? panel_first[j / kPanelLanes] : j;
+    uint16_t signs = 0;
     for (int64_t l = 0; l < count; ++l) {
-      if (valid >> l & 1) Store(i, column++, Dot(i, j + l, popcounts[l]));
+      if (!(valid >> l & 1)) continue;
+      const float y = Store(i, column++, Dot(i, j + l, popcounts[l]));
+      signs |= static_cast<uint16_t>(SignBit(y) << l);
     }
+    if (sign_bits) SignsOf(i, j) = signs;
   }
 
  private:
@@ -143,18 +159,20 @@ struct GemmOutput {
     return dot;
   }
 
-  // Stores result (i, j) whose output column (j, or mapped) is `column`.
-  void Store(int64_t i, int64_t column, int32_t dot) const {
+  // Stores result (i, j) whose output column (j, or mapped) is `column`; returns the float stored (0 for dots).
+  float Store(int64_t i, int64_t column, int32_t dot) const {
     if (floats == nullptr) {
       dots[i * stride + column] = dot;
-      return;
+      return 0.0f;
     }
     const int64_t r = transposed ? column : i, c = transposed ? i : column;
     float y = static_cast<float>(dot) * multiplier[r] + bias[r];
     if (relu && y < 0.0f) y = 0.0f;
     if (post_multiplier) y = y * post_multiplier[r] + post_bias[r];
     if (residual) y += residual[r * stride + c];
+    if (final_relu && y < 0.0f) y = 0.0f;
     floats[r * stride + c] = y;
+    return y;
   }
 };
 

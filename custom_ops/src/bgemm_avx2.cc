@@ -78,6 +78,7 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&cou
     return true;
   }
   const __m256 multiplier = _mm256_set1_ps(out.multiplier[i]), bias = _mm256_set1_ps(out.bias[i]);
+  uint32_t signs = 0;
   for (int h = 0; h < 2; ++h) {
     __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dots[h]), multiplier), bias);
     // max(0, y) is 0 > y ? 0 : y: NaN and -0.0 pass through, as `y < 0 ? 0 : y` does.
@@ -87,8 +88,11 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&cou
     }
     const int64_t at = i * out.stride + (mapped ? out.panel_first[j / kPanelLanes] : j) + 8 * h;
     if (out.residual) y = _mm256_add_ps(y, _mm256_loadu_ps(out.residual + at));
+    if (out.final_relu) y = _mm256_max_ps(_mm256_setzero_ps(), y);
     _mm256_storeu_ps(out.floats + at, y);
+    signs |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ))) << (8 * h);
   }
+  if (out.sign_bits) out.SignsOf(i, j) = static_cast<uint16_t>(signs);
   return true;
 }
 

@@ -61,7 +61,9 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
   if (out.residual) {
     y = _mm512_add_ps(y, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, rows, out.residual + at, 4));
   }
+  if (out.final_relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
   _mm512_mask_i32scatter_ps(out.floats + at, lanes, rows, y, 4);
+  if (out.sign_bits) out.SignsOf(i, j) = _mm512_mask_cmp_ps_mask(lanes, y, _mm512_setzero_ps(), _CMP_LT_OQ);
 }
 
 // The R x P results of a tile stored as float rows (not transposed; the pixels-as-lanes convolution), with
@@ -75,7 +77,9 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
   const int64_t stride = out.stride;
   float* const floats = out.floats;
   const float* const residual = out.residual;
-  const bool relu = out.relu, post = out.post_multiplier != nullptr;
+  const bool relu = out.relu, post = out.post_multiplier != nullptr, final_relu = out.final_relu;
+  uint16_t* const sign_bits = out.sign_bits;
+  const int64_t sign_stride = out.sign_stride;
   const uint8_t* const column_kinds = out.column_kinds;
   const int32_t* const kind_offsets = column_kinds ? out.kind_offsets : nullptr;
   const int32_t* const row_kinds = out.row_kinds;
@@ -115,17 +119,24 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
       if (relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
       if (post) y = _mm512_add_ps(_mm512_mul_ps(y, post_multiplier), post_bias);
       const int64_t at = row * stride + first[p];
-      if (!kMapped || valid[p] == 0xffff || valid[p] == lanes) {
-        // All lanes from the first (or j's own columns): stored in place.
-        if (residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(valid[p], residual + at));
-        _mm512_mask_storeu_ps(floats + at, valid[p], y);
-        continue;
+      // The lanes to store from the first (all, or j's own columns) are stored in place; a panel across a row end
+      // of the padded grid has its valid lanes, packed together, stored as consecutive outputs.
+      const bool in_place = !kMapped || valid[p] == 0xffff || valid[p] == lanes;
+      if (residual) {
+        y = _mm512_add_ps(y, in_place ? _mm512_maskz_loadu_ps(valid[p], residual + at)
+                                      : _mm512_maskz_expandloadu_ps(valid[p], residual + at));
       }
-      // A panel across a row end of the padded grid: its valid lanes, packed together, are consecutive outputs.
-      const __mmask16 count = static_cast<__mmask16>((1u << __builtin_popcount(valid[p])) - 1);
-      y = _mm512_maskz_compress_ps(valid[p], y);
-      if (residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(count, residual + at));
-      _mm512_mask_storeu_ps(floats + at, count, y);
+      if (final_relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
+      if (sign_bits) {
+        sign_bits[(j / kPanelLanes + p) * sign_stride + row] =
+            _mm512_mask_cmp_ps_mask(valid[p], y, _mm512_setzero_ps(), _CMP_LT_OQ);
+      }
+      if (in_place) {
+        _mm512_mask_storeu_ps(floats + at, valid[p], y);
+      } else {
+        const __mmask16 count = static_cast<__mmask16>((1u << __builtin_popcount(valid[p])) - 1);
+        _mm512_mask_storeu_ps(floats + at, count, _mm512_maskz_compress_ps(valid[p], y));
+      }
     }
   }
 }

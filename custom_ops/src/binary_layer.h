@@ -28,7 +28,7 @@ inline void StoreFloatsAt(GemmOutput& out, const OutputParams& params, float* y,
   out.floats = y + at;
   out.residual = residual ? residual + at : nullptr;
   out.multiplier = params.multiplier() + o_begin, out.bias = params.bias() + o_begin;
-  out.relu = params.spec().relu;
+  out.relu = params.spec().relu, out.final_relu = params.spec().final_relu;
   if (params.post_multiplier()) {
     out.post_multiplier = params.post_multiplier() + o_begin, out.post_bias = params.post_bias() + o_begin;
   }
@@ -73,6 +73,7 @@ class BinaryLayer {
     run(x, weights, params_ ? *params_ : *runtime_params, OptionalInput(ctx, kResidualInput));
   }
 
+  const OutputSpec& spec() const { return spec_; }
   Isa isa() const { return isa_; }
   // Whether the weights are a constant initializer (prepared once), not a runtime input.
   bool constant_weights() const { return weights_.has_value(); }

@@ -134,7 +134,10 @@ class BinaryConv2D {
   static constexpr const char* kName = "BinaryConv2D";
   static constexpr auto kInputTypes = kBinaryLayerInputTypes;
   static constexpr size_t kRequiredInputs = kBinaryLayerRequiredInputs;
-  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;  // by mode
+  // Output 0 by mode; output 1 (optional, float output only) the packed signs of output 0.
+  static constexpr std::array<ONNXTensorElementDataType, 2> kOutputTypes = {ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED,
+                                                                           ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32};
+  static constexpr size_t kRequiredOutputs = 1;
 
   static void InferShape(const ShapeInference& s) {
     const bool packed_out = s.Int("packed_output").value_or(0) == 1;
@@ -155,7 +158,10 @@ class BinaryConv2D {
       : geometry_(ReadGeometry(Attributes(info))),
         layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_); }),
         gather_panel_(GatherPanelFor(layer_.isa())), pack_channels_(PackChannelsFor(layer_.isa())),
-        lane_bits_to_pixels_(LaneBitsToPixelsFor(layer_.isa())) {}
+        lane_bits_to_pixels_(LaneBitsToPixelsFor(layer_.isa())), sign_out_(HasOutput(info, 1)) {
+    Check(!sign_out_ || (layer_.spec().mode == OutputMode::kFloat && geometry_.group == 1),
+          "output 1 (the packed signs of output 0) needs float output (packed_output=0) and group=1");
+  }
 
   // layer_ holds a callback into this object: never copied or moved.
   BinaryConv2D(const BinaryConv2D&) = delete;
@@ -279,6 +285,12 @@ class BinaryConv2D {
                                                       : std::vector<int64_t>{batch, out_c, out_h, out_w};
     CheckedProduct(out_shape, "output");
     Ort::UnownedValue y = ctx.GetOutput(0, out_shape);
+    // Output 1: the float output's signs, packed, written by the GEMM's store (the next binary layer's input).
+    Word* y_bits = nullptr;
+    if (sign_out_) {
+      Ort::UnownedValue bits = ctx.GetOutput(1, {batch, out_h, out_w, WordsFor(out_c)});
+      y_bits = reinterpret_cast<Word*>(bits.GetTensorMutableData<int32_t>());
+    }
     if (batch == 0) return;
     float* y_float = packed_out ? nullptr : y.GetTensorMutableData<float>();
     const float* residual_float = packed_out ? nullptr : ResidualData(residual, out_shape);
@@ -343,6 +355,12 @@ class BinaryConv2D {
           for (int64_t p = p_begin; packed_out && !via_dots && p < p_end; ++p) {  // the store leaves tail bits alone
             std::fill_n(words + (p - p_begin) * WordsFor(out_c), WordsFor(c_end - c_begin), Word{0});
           }
+          // Float output's signs (group 1, chunks of whole words): 16-bit halves of the words, where a chunk with
+          // no channel in the upper half never writes it.
+          Word* sign_words = y_bits ? y_bits + (n * pixels + p_begin) * WordsFor(out_c) + c_begin / kWordBits : nullptr;
+          for (int64_t p = p_begin; sign_words && p < p_end; ++p) {
+            std::fill_n(sign_words + (p - p_begin) * WordsFor(out_c), WordsFor(c_end - c_begin), Word{0});
+          }
           for (int64_t grp = 0; grp < g.group; ++grp) {
             // This task's filters of group grp: [o_begin, o_end), starting on a panel of the group's filters.
             const int64_t o_begin = std::max(c_begin, grp * per_group), o_end = std::min(c_end, (grp + 1) * per_group);
@@ -359,6 +377,10 @@ class BinaryConv2D {
               } else {
                 StoreFloatsAt(out, params, y_float, residual_float, (n * out_c + o_begin) * pixels + p, o_begin);
                 out.transposed = true;
+                if (sign_words) {
+                  out.sign_bits = reinterpret_cast<uint16_t*>(sign_words + (p - p_begin) * WordsFor(out_c));
+                  out.sign_stride = 2 * WordsFor(out_c);  // halves
+                }
               }
               if (!padding.kinds.empty()) {
                 out.row_kinds = padding.pixel_kinds.data() + p;
@@ -391,15 +413,17 @@ class BinaryConv2D {
         const int64_t p_begin = pixel_block * kPixelBlock;
         const int64_t count = std::min(kPixelBlock, columns - p_begin);
         GemmOutput out{full_field, pixels};
-        // Packed output (one group, so this task's filters fill whole output words): per panel and filter, the
-        // panel's bits, then turned into the pixels' words.
+        // Packed output, or the float output's signs (one group, so this task's filters fill whole words): per
+        // panel and filter the panel's bits, then turned into the pixels' words.
         uint16_t lane_bits[kPixelBlock / kPanelLanes * kFilterBlock];
+        Word* const bits_out = packed_out ? y_packed : y_bits;
         if (packed_out) {
           out.stride = kFilterBlock, out.lane_bits = lane_bits;
           out.below = params.below() + o_begin, out.above = params.above() + o_begin;
         } else {
           StoreFloatsAt(out, params, y_float, residual_float,
                         (n * out_c + o_begin) * pixels + (implicit ? 0 : p_begin), o_begin);
+          if (y_bits) out.sign_bits = lane_bits, out.sign_stride = kFilterBlock;
         }
         if (!padding.kinds.empty()) {
           out.column_kinds = (implicit ? tables->grid_kinds : padding.column_kinds).data() + p_begin;
@@ -413,12 +437,13 @@ class BinaryConv2D {
                                          tables->grid_offsets.data()}
                                  : PanelB(fields + grp * group_words, p_begin, field_words);
         gemm(f.rows.data() + o_begin * field_words, field_words, 1, filters, b, count, field_words, out);
-        // Packed output is pixels as lanes only when implicit (ChooseGemmForm).
-        for (int64_t panel = 0; packed_out && panel * kPanelLanes < count; ++panel) {
+        for (int64_t panel = 0; bits_out && panel * kPanelLanes < count; ++panel) {
           const int64_t at = p_begin / kPanelLanes + panel;
-          Word* first = y_packed + (n * pixels + tables->panel_first[at]) * WordsFor(out_c) + o_begin / kWordBits;
-          lane_bits_to_pixels_(lane_bits + panel * kFilterBlock, filters, tables->panel_valid[at], first,
-                               WordsFor(out_c));
+          const int64_t lanes_in = std::min(kPanelLanes, count - panel * kPanelLanes);
+          const int64_t first = implicit ? tables->panel_first[at] : at * kPanelLanes;
+          const uint16_t lanes = implicit ? tables->panel_valid[at] : static_cast<uint16_t>((1u << lanes_in) - 1);
+          Word* words = bits_out + (n * pixels + first) * WordsFor(out_c) + o_begin / kWordBits;
+          lane_bits_to_pixels_(lane_bits + panel * kFilterBlock, filters, lanes, words, WordsFor(out_c));
         }
       });
     }
@@ -686,6 +711,7 @@ class BinaryConv2D {
   GatherPanelFn gather_panel_;
   PackChannelsFn pack_channels_;
   LaneBitsToPixelsFn lane_bits_to_pixels_;
+  bool sign_out_;  // output 1: the float output's signs, packed
   // TablesFor's tables for the last input size (height, width, words per pixel); runs of one session may come from
   // several threads.
   mutable struct {

@@ -45,7 +45,8 @@ class BinaryDense {
   static constexpr const char* kName = "BinaryDense";
   static constexpr auto kInputTypes = kBinaryLayerInputTypes;
   static constexpr size_t kRequiredInputs = kBinaryLayerRequiredInputs;
-  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;  // by mode
+  static constexpr std::array<ONNXTensorElementDataType, 1> kOutputTypes = {
+      ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED};  // by mode
 
   static void InferShape(const ShapeInference& s) {
     const bool packed_out = s.Int("packed_output").value_or(0) == 1;
@@ -122,8 +123,7 @@ class BinaryDense {
         params.WriteBits(acc, o_begin, count, y_packed + n * WordsFor(out_c) + o_begin / kWordBits);
       } else {
         for (int64_t i = 0, at = n * out_c + o_begin; i < count; ++i, ++at) {
-          const float value = params.FloatValue(o_begin + i, acc[i]);
-          y_float[at] = residual_float ? value + residual_float[at] : value;
+          y_float[at] = params.FloatValue(o_begin + i, acc[i], residual_float ? residual_float + at : nullptr);
         }
       }
     });

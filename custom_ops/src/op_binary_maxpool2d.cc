@@ -13,7 +13,7 @@ class BinaryMaxPool2D {
  public:
   static constexpr const char* kName = "BinaryMaxPool2D";
   static constexpr std::array<ONNXTensorElementDataType, 1> kInputTypes = {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32};
-  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+  static constexpr std::array<ONNXTensorElementDataType, 1> kOutputTypes = {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32};
 
   static void InferShape(const ShapeInference& s) {
     Dims x = s.InputDims(0).value_or(Dims(4));

@@ -30,7 +30,7 @@ class BitPack {
  public:
   static constexpr const char* kName = "BitPack";
   static constexpr std::array<ONNXTensorElementDataType, 1> kInputTypes = {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
-  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+  static constexpr std::array<ONNXTensorElementDataType, 1> kOutputTypes = {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32};
 
   // [N, C, spatial...] -> [N, spatial..., words(C)]
   static void InferShape(const ShapeInference& s) {
@@ -39,7 +39,7 @@ class BitPack {
     Dims out{(*x)[0]};
     out.insert(out.end(), x->begin() + 2, x->end());
     out.push_back(WordsDim((*x)[1]));
-    s.SetOutput(kOutputType, out);
+    s.SetOutput(kOutputTypes[0], out);
   }
 
   explicit BitPack(const OrtKernelInfo*) : pack_channels_(PackChannelsFor(SelectIsa())) {}
@@ -72,7 +72,7 @@ class BitUnpack {
  public:
   static constexpr const char* kName = "BitUnpack";
   static constexpr std::array<ONNXTensorElementDataType, 1> kInputTypes = {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32};
-  static constexpr ONNXTensorElementDataType kOutputType = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  static constexpr std::array<ONNXTensorElementDataType, 1> kOutputTypes = {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
 
   // [N, spatial..., words] -> [N, channels, spatial...]
   static void InferShape(const ShapeInference& s) {
@@ -81,7 +81,7 @@ class BitUnpack {
     if (!x || x->size() < 2) return;  // rank unknown: the declared output type is all we can say
     Dims out{(*x)[0], channels};
     out.insert(out.end(), x->begin() + 1, x->end() - 1);
-    s.SetOutput(kOutputType, out);
+    s.SetOutput(kOutputTypes[0], out);
   }
 
   explicit BitUnpack(const OrtKernelInfo* info) : channels_(Attributes(info).RequiredInt("channels")) {

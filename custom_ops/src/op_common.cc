@@ -100,6 +100,11 @@ bool HasInput(const OrtKernelInfo* info, size_t index) {
   return index < kernel_info.GetInputCount() && !kernel_info.GetInputName(index).empty();
 }
 
+bool HasOutput(const OrtKernelInfo* info, size_t index) {
+  const Ort::ConstKernelInfo kernel_info(info);
+  return index < kernel_info.GetOutputCount() && !kernel_info.GetOutputName(index).empty();
+}
+
 std::optional<TensorIn> ConstantInput(const OrtKernelInfo* info, size_t index) {
   int is_constant = 0;
   const Ort::ConstValue value = Ort::ConstKernelInfo(info).GetTensorConstantInput(index, &is_constant);

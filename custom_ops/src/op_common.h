@@ -113,6 +113,8 @@ TensorIn ReadInput(Ort::KernelContext& ctx, size_t index);
 std::optional<TensorIn> OptionalInput(Ort::KernelContext& ctx, size_t index);
 // Whether the node gives input `index` (known at session creation).
 bool HasInput(const OrtKernelInfo* info, size_t index);
+// Whether the node names an output `index` (an optional output may be left out or given an empty name).
+bool HasOutput(const OrtKernelInfo* info, size_t index);
 // The input if the model stores it as a constant initializer (known at session creation).
 std::optional<TensorIn> ConstantInput(const OrtKernelInfo* info, size_t index);
 // The element type the graph declares for an input, if it is known at session creation.
@@ -217,7 +219,7 @@ class ShapeInference {
 // Turns a kernel class into an OrtCustomOp. A kernel class provides:
 //   static constexpr const char* kName;
 //   static constexpr std::array<ONNXTensorElementDataType, N> kInputTypes;  (UNDEFINED = checked by the kernel)
-//   static constexpr ONNXTensorElementDataType kOutputType;                 (UNDEFINED = set by InferShape)
+//   static constexpr std::array<ONNXTensorElementDataType, M> kOutputTypes; (UNDEFINED = set by InferShape)
 //   static void InferShape(const ShapeInference&);   output type and shape at graph resolution
 //   explicit Kernel(const OrtKernelInfo*);            validates attributes and constant inputs
 //   void Compute(Ort::KernelContext&);
@@ -240,6 +242,13 @@ template <class Kernel>
 struct RequiredInputs<Kernel, std::void_t<decltype(Kernel::kRequiredInputs)>>
     : std::integral_constant<size_t, Kernel::kRequiredInputs> {};
 
+// Kernel::kRequiredOutputs likewise (its later outputs are optional; InferShape sets only output 0's shape).
+template <class Kernel, class = void>
+struct RequiredOutputs : std::integral_constant<size_t, Kernel::kOutputTypes.size()> {};
+template <class Kernel>
+struct RequiredOutputs<Kernel, std::void_t<decltype(Kernel::kRequiredOutputs)>>
+    : std::integral_constant<size_t, Kernel::kRequiredOutputs> {};
+
 template <class Kernel>
 struct CustomOp : Ort::CustomOpBase<CustomOp<Kernel>, KernelAdaptor<Kernel>, /*WithStatus=*/true> {
   CustomOp() {
@@ -254,8 +263,11 @@ struct CustomOp : Ort::CustomOpBase<CustomOp<Kernel>, KernelAdaptor<Kernel>, /*W
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
     return index < RequiredInputs<Kernel>::value ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
   }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return Kernel::kOutputType; }
+  size_t GetOutputTypeCount() const { return Kernel::kOutputTypes.size(); }
+  ONNXTensorElementDataType GetOutputType(size_t index) const { return Kernel::kOutputTypes[index]; }
+  OrtCustomOpInputOutputCharacteristic GetOutputCharacteristic(size_t index) const {
+    return index < RequiredOutputs<Kernel>::value ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+  }
 
   OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
     *kernel = nullptr;

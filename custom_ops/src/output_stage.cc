@@ -7,17 +7,27 @@
 
 namespace bnn2onnx {
 
+namespace {
+
+// Whether the activation attribute `name` ("NONE" or "RELU") asks for a ReLU; only float output has one.
+bool ReadRelu(const Attributes& attributes, const char* name, bool packed) {
+  const std::string activation = attributes.String(name, "NONE");
+  Check(activation == "NONE" || activation == "RELU", "attribute '", name, "' must be \"NONE\" or \"RELU\", got \"",
+        activation, "\"");
+  Check(!(activation == "RELU" && packed), name, "=\"RELU\" needs float output (packed_output=0); a packed ",
+        "output's sign is decided by its threshold");
+  return activation == "RELU";
+}
+
+}  // namespace
+
 OutputSpec ReadOutputSpec(const Attributes& attributes) {
   OutputSpec spec;
   const int64_t packed = attributes.Int("packed_output", 0);
   Check(packed == 0 || packed == 1, "attribute 'packed_output' must be 0 or 1, got ", packed);
   spec.mode = packed ? OutputMode::kPacked : OutputMode::kFloat;
-  const std::string activation = attributes.String("activation", "NONE");
-  Check(activation == "NONE" || activation == "RELU", "attribute 'activation' must be \"NONE\" or \"RELU\", got \"",
-        activation, "\"");
-  spec.relu = activation == "RELU";
-  Check(!(spec.relu && packed), "activation=\"RELU\" needs float output (packed_output=0); a packed output's sign ",
-        "is decided by its threshold");
+  spec.relu = ReadRelu(attributes, "activation", packed);
+  spec.final_relu = ReadRelu(attributes, "final_activation", packed);
   return spec;
 }
 

@@ -15,9 +15,10 @@ enum class OutputMode { kFloat, kPacked };
 struct OutputSpec {
   OutputMode mode = OutputMode::kFloat;
   bool relu = false;
+  bool final_relu = false;  // after the post affine map and the residual
 };
 
-// Reads `packed_output` (0/1) and `activation` ("NONE"/"RELU"; RELU only with float output).
+// Reads `packed_output` (0/1), `activation` and `final_activation` ("NONE"/"RELU"; RELU only with float output).
 OutputSpec ReadOutputSpec(const Attributes& attributes);
 
 // Inputs 4 and 5 (post_multiplier, post_bias) and 6 (residual): optional, float output only.
@@ -44,12 +45,16 @@ class OutputParams {
   const float* post_multiplier() const { return post_multiplier_.empty() ? nullptr : post_multiplier_.data(); }
   const float* post_bias() const { return post_bias_.empty() ? nullptr : post_bias_.data(); }
 
-  // Float mode: act(multiplier[o] * acc + bias[o]), then post_multiplier[o] * y + post_bias[o] if given. Built
-  // without FMA contraction so results match the reference's separate multiplies and adds exactly.
-  float FloatValue(int64_t o, int32_t acc) const {
+  // Float mode: act(multiplier[o] * acc + bias[o]), then post_multiplier[o] * y + post_bias[o] if given, + the
+  // residual value if given (nullptr: none), then the final ReLU. Built without FMA contraction so results match
+  // the reference's separate multiplies and adds exactly.
+  float FloatValue(int64_t o, int32_t acc, const float* residual) const {
     float y = static_cast<float>(acc) * multiplier_[o] + bias_[o];
     if (spec_.relu && y < 0.0f) y = 0.0f;
-    return post_multiplier_.empty() ? y : y * post_multiplier_[o] + post_bias_[o];
+    if (!post_multiplier_.empty()) y = y * post_multiplier_[o] + post_bias_[o];
+    if (residual) y += *residual;
+    if (spec_.final_relu && y < 0.0f) y = 0.0f;
+    return y;
   }
 
   // Packed mode, per channel: bit 1 iff acc < below()[o] or acc > above()[o] (the test WriteBits makes).
