@@ -5,10 +5,7 @@ larq-compute-engine==0.16.0`; its converter + Interpreter, best of its kernel op
 The contenders of one thread count run in interleaved rounds (timing.py), each turn after a pause that lets the
 previous contender's idle worker threads stop spinning (they would otherwise take the cores); the 2-thread scaling
 of bnn2onnx and of ORT float comes from one more set in which 1 and 2 threads are interleaved. Medians and their
-ratios are printed, with the load average around the measurement. Where bnn2onnx's 2-thread time goes comes from
-onnxruntime's profiler, 1 and 2 threads alternated: the time in the bnn2onnx ops and in onnxruntime's own (the
-model's full-precision layers), and the scaling the network would reach if the bnn2onnx ops scaled perfectly
-(2.00x) while onnxruntime's kept their measured 2-thread time. Each contender's peak RSS is measured in a fresh
+ratios are printed, with the load average around the measurement. Each contender's peak RSS is measured in a fresh
 process of its own (load the model, run it 5 times, read the process's high-water mark, VmHWM); file sizes are
 those of the models on disk.
 
@@ -57,32 +54,6 @@ def runner(kind: str, path: Path, threads: int) -> Callable[[np.ndarray], object
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})
-
-
-def time_by_kind(path: Path, x: np.ndarray, repeats: int = 4, runs: int = 10) -> dict[tuple[str, int], float]:
-    """Milliseconds per run in bnn2onnx's ops and in onnxruntime's, at 1 and 2 threads: per node the best of
-    `repeats` profiles of `runs` runs (1 and 2 threads alternated), summed by kind."""
-    import onnx
-
-    from bnn2onnx.benchmark import node_profile
-    from bnn2onnx.ops import schema
-
-    model = onnx.load(str(path))
-    ops = {node.name: node.op_type for node in model.graph.node}
-    feeds = {model.graph.input[0].name: x}
-    best: dict[int, dict[str, tuple[str, float]]] = {1: {}, 2: {}}
-    for _ in range(repeats):
-        for threads in (1, 2):
-            for node in node_profile(path, feeds, threads, runs):
-                ms = node.total_us / runs / 1e3
-                if node.name not in best[threads] or ms < best[threads][node.name][1]:
-                    best[threads][node.name] = (node.op, ms)
-    totals: dict[tuple[str, int], float] = {}
-    for threads, nodes in best.items():
-        for name, (op, ms) in nodes.items():
-            kind = "bnn2onnx" if ops.get(name, op) in schema.OP_TYPES else "onnxruntime"
-            totals[kind, threads] = totals.get((kind, threads), 0.0) + ms
-    return totals
 
 
 def peak_rss_mib(kind: str, path: Path) -> float:
@@ -155,12 +126,6 @@ def report(name: str, paths: dict[str, Path], rounds: int) -> None:
     print("  2 threads over 1 (both in the same interleaved rounds): " + ", ".join(
         f"{kind} {medians[f'{kind} 1'] / medians[f'{kind} 2']:.2f}x ({medians[f'{kind} 1']:.2f} -> "
         f"{medians[f'{kind} 2']:.2f} ms)" for kind in scaled), flush=True)
-    totals = time_by_kind(paths["bnn2onnx"], x)
-    whole_1 = totals["bnn2onnx", 1] + totals["onnxruntime", 1]
-    print("  bnn2onnx model by op kind (onnxruntime profiler, 1 -> 2 threads): " + ", ".join(
-        f"{kind} ops {totals[kind, 1]:.2f} -> {totals[kind, 2]:.2f} ms ({totals[kind, 1] / totals[kind, 2]:.2f}x)"
-        for kind in ("bnn2onnx", "onnxruntime")) + "; with the bnn2onnx ops at 2.00x the network would scale "
-        f"{whole_1 / (totals['bnn2onnx', 1] / 2 + totals['onnxruntime', 2]):.2f}x", flush=True)
     kinds = ["ort float", "bnn2onnx"] + (["lce"] if "lce" in paths else [])
     print("  peak RSS (fresh process, 1 thread): "
           + ", ".join(f"{kind} {peak_rss_mib(kind, paths[kind]):.0f} MiB" for kind in kinds), flush=True)
