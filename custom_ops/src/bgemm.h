@@ -75,10 +75,10 @@ inline GemmB PanelB(const Word* panels, int64_t j, int64_t words) {
 //   written, zero past the last column), or
 // - as float act(float(dot) * multiplier[r] + bias[r]) (act: ReLU or none; a separate multiply and add, rounded as
 //   the reference does, docs/ops.md), then * post_multiplier[r] + post_bias[r] and + residual[r * stride + c]
-//   when given, then ReLU if final_relu, at floats[r * stride + c], where (r, c) = (i, j), or (j, i) when `transposed` (then the
-//   per-channel vectors are per column of B). With a column map (an implicit convolution's padded grid, float rows
-//   only), column j is stored only if it is an output pixel: bit j % 16 of panel_valid[j / 16]; the valid lanes
-//   of a panel are consecutive output columns from panel_first[j / 16].
+//   when given, then ReLU if final_relu, at floats[r * stride + c], where (r, c) = (i, j), or (j, i) when
+//   `transposed` (then the per-channel vectors are per column of B). With a column map (an implicit
+//   convolution's padded grid, float rows only), column j is stored only if it is an output pixel: bit j % 16 of
+//   panel_valid[j / 16]; the valid lanes of a panel are consecutive output columns from panel_first[j / 16].
 //   With sign_bits, the floats' signs too (bit set iff y < 0, bit_convention.h), per run of 16 columns from j (a
 //   multiple of 16) as one 16-bit mask, bit l for column j + l (0 if not stored): at
 //   sign_bits[(j / 16) * sign_stride + i], or when transposed at sign_bits[i * sign_stride + j / 16] (then the half

@@ -185,10 +185,10 @@ class BinaryConv2D {
     std::vector<Word> storage;  // used when the input had to be packed, regrouped or made planar
   };
 
-  // The zero-padded grid of a word-planar input: `width` columns, `rows` rows, and each plane's words (the grid and
-  // the lanes that the last panel of output pixels reads past it).
+  // The zero-padded grid of a word-planar input: `width` columns, and each plane's words (the grid's rows and the
+  // lanes that the last panel of output pixels reads past them).
   struct Grid {
-    int64_t width = 0, rows = 0, plane_words = 0;
+    int64_t width = 0, plane_words = 0;
   };
 
   // The implicit GEMM's columns: the grid's pixels up to the last output pixel (stride 1: output pixel (oh, ow) is
@@ -201,8 +201,7 @@ class BinaryConv2D {
     const ConvGeometry& g = geometry_;
     Grid grid;
     grid.width = width + g.pad_left + g.pad_right;
-    grid.rows = height + g.pad_top + g.pad_bottom;
-    grid.plane_words = grid.rows * grid.width + kPanelLanes;
+    grid.plane_words = (height + g.pad_top + g.pad_bottom) * grid.width + kPanelLanes;
     return grid;
   }
 
@@ -352,14 +351,13 @@ class BinaryConv2D {
               via_dots ? ThreadScratch<DotsScratch, int32_t>(static_cast<size_t>(block * (c_end - c_begin))) : nullptr;
           Word* words =
               packed_out ? y_packed + (n * pixels + p_begin) * WordsFor(out_c) + c_begin / kWordBits : nullptr;
-          for (int64_t p = p_begin; packed_out && !via_dots && p < p_end; ++p) {  // the store leaves tail bits alone
-            std::fill_n(words + (p - p_begin) * WordsFor(out_c), WordsFor(c_end - c_begin), Word{0});
-          }
-          // Float output's signs (group 1, chunks of whole words): 16-bit halves of the words, where a chunk with
-          // no channel in the upper half never writes it.
+          // The float output's signs (group 1, chunks of whole words) are stored like packed output's bits.
           Word* sign_words = y_bits ? y_bits + (n * pixels + p_begin) * WordsFor(out_c) + c_begin / kWordBits : nullptr;
-          for (int64_t p = p_begin; sign_words && p < p_end; ++p) {
-            std::fill_n(sign_words + (p - p_begin) * WordsFor(out_c), WordsFor(c_end - c_begin), Word{0});
+          // The store writes the 16-bit halves holding columns and leaves the rest of a word (a chunk's upper half
+          // without a channel) alone: zeroed first.
+          Word* bit_words = packed_out ? (via_dots ? nullptr : words) : sign_words;
+          for (int64_t p = p_begin; bit_words && p < p_end; ++p) {
+            std::fill_n(bit_words + (p - p_begin) * WordsFor(out_c), WordsFor(c_end - c_begin), Word{0});
           }
           for (int64_t grp = 0; grp < g.group; ++grp) {
             // This task's filters of group grp: [o_begin, o_end), starting on a panel of the group's filters.
@@ -472,7 +470,8 @@ class BinaryConv2D {
            left + (w.filter.kernel_w - 1) * g.dilation_w < w.width;
   }
 
-  // Where each tap of a receptive field starts, in words from its top-left pixel's group start.
+  // Where each tap of a receptive field starts, in words from its top-left pixel's group start, for an image
+  // `width` pixels wide of `pixel_stride` words per pixel (a plane of the implicit GEMM's grid: 1).
   std::vector<int32_t> TapOffsets(const PackedFilter& f, int64_t width, int64_t pixel_stride) const {
     const ConvGeometry& g = geometry_;
     std::vector<int32_t> offsets;
@@ -660,12 +659,9 @@ class BinaryConv2D {
       tables.panel_first[panel] = static_cast<int32_t>(oh * out_w + ow);
       if (kinds) tables.grid_kinds[q] = tables.padding.column_kinds[oh * out_w + ow];
     }
-    for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
-      for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
-        for (int64_t c = 0; c < g.words_per_group; ++c) {
-          tables.grid_offsets.push_back(
-              static_cast<int32_t>(c * grid.plane_words + kh * g.dilation_h * grid.width + kw * g.dilation_w));
-        }
+    for (const int32_t tap : TapOffsets(f, grid.width, 1)) {
+      for (int64_t c = 0; c < g.words_per_group; ++c) {
+        tables.grid_offsets.push_back(static_cast<int32_t>(c * grid.plane_words + tap));
       }
     }
   }
