@@ -276,8 +276,10 @@ class BinaryConv2D {
       height = x.shape[1], width = x.shape[2];
     }
     CheckedProduct(x.shape, "input (input 0)");
-    const int64_t out_h = SlidingWindowSize(height, g.pad_top, g.pad_bottom, f.kernel_h, g.dilation_h, g.stride_h, "height");
-    const int64_t out_w = SlidingWindowSize(width, g.pad_left, g.pad_right, f.kernel_w, g.dilation_w, g.stride_w, "width");
+    const int64_t out_h =
+        SlidingWindowSize(height, g.pad_top, g.pad_bottom, f.kernel_h, g.dilation_h, g.stride_h, "height");
+    const int64_t out_w =
+        SlidingWindowSize(width, g.pad_left, g.pad_right, f.kernel_w, g.dilation_w, g.stride_w, "width");
     const int64_t out_c = f.out_channels;
     const bool packed_out = params.spec().mode == OutputMode::kPacked;
     const std::vector<int64_t> out_shape = packed_out ? std::vector<int64_t>{batch, out_h, out_w, WordsFor(out_c)}
