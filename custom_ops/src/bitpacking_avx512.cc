@@ -10,6 +10,9 @@ namespace {
 // Pixels whose words are built at once in a buffer of the stack.
 constexpr int64_t kBlockPixels = 512;
 
+// The first min(n, 16) lanes of a vector.
+inline __mmask16 FirstLanes(int64_t n) { return n >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << n) - 1); }
+
 }  // namespace
 
 void PackChannelsAvx512(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin,
@@ -35,7 +38,7 @@ void PackChannelsAvx512(const float* x, int64_t pixels, int64_t c_begin, int64_t
         const float* plane = x + (c_begin + w * kWordBits + b) * pixels + block;
         const __m512i bit = _mm512_set1_epi32(static_cast<int>(1u << b));
         for (int64_t i = 0; i < size; i += 16) {
-          const __mmask16 lanes = size - i >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << (size - i)) - 1);
+          const __mmask16 lanes = FirstLanes(size - i);
           // x < 0 (ordered: NaN, 0 and -0.0 are +1, bit 0; bit_convention.h).
           const __mmask16 negative =
               _mm512_mask_cmp_ps_mask(lanes, _mm512_maskz_loadu_ps(lanes, plane + i), _mm512_setzero_ps(), _CMP_LT_OQ);
@@ -44,7 +47,7 @@ void PackChannelsAvx512(const float* x, int64_t pixels, int64_t c_begin, int64_t
         }
       }
       for (int64_t i = 0; i < size; i += 16) {
-        const __mmask16 lanes = size - i >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << (size - i)) - 1);
+        const __mmask16 lanes = FirstLanes(size - i);
         _mm512_mask_i32scatter_epi32(out + (block + i) * out_stride + out_offset + w, lanes, lane_words,
                                      _mm512_load_si512(words + i), 4);
       }
