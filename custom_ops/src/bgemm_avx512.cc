@@ -67,75 +67,109 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
 }
 
 // The R x P results of a tile stored as float rows (not transposed; the pixels-as-lanes convolution), with
-// GemmOutput::StoreRun's arithmetic, with each row's operands loaded once per tile and out's fields read once (a
-// store through out.floats may alias them, so Store16 reloads every field after each of its stores: it cost a
-// fifth of a 64-channel 3x3 layer). kMapped: out has a column map (a compile-time choice: testing it per store cost
-// 3% of a 128-channel layer).
+// GemmOutput::StoreRun's arithmetic. Each optional step runs over the whole tile behind one test: tested per
+// vector instead, the tests and the values they needed (spilled from registers) made this store cost two thirds
+// of the GEMM of a 64-channel 3x3 layer. out's fields are read once, before any store (a store through
+// out.floats may alias them). kMapped: out has a column map (a compile-time choice: testing it per store cost 3%
+// of a 128-channel layer).
 template <int R, int P, bool kMapped>
 void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (&acc)[R][P], __mmask16 last_lanes) {
-  const __m512i bits = _mm512_set1_epi32(out.bits);
   const int64_t stride = out.stride;
-  float* const floats = out.floats;
-  const float* const residual = out.residual;
-  const bool relu = out.relu, post = out.post_multiplier != nullptr, final_relu = out.final_relu;
-  uint16_t* const sign_bits = out.sign_bits;
-  const int64_t sign_stride = out.sign_stride;
-  const uint8_t* const column_kinds = out.column_kinds;
-  const int32_t* const kind_offsets = column_kinds ? out.kind_offsets : nullptr;
-  const int32_t* const row_kinds = out.row_kinds;
-  // Each panel's lanes to store and output column of its first lane (the column map, or j's own columns), and
-  // its pixels' kinds of border when any is a border pixel (most panels have none: no offsets to add).
+  // Each panel's lanes to store and output column of its first lane (the column map, or j's own columns);
+  // whether they are stored in place (all lanes, or j's own columns) or, for a panel across a row end of the
+  // padded grid, packed together as consecutive outputs; its pixels' kinds of border (most panels have none).
   __mmask16 valid[P];
   int64_t first[P];
+  bool in_place[P];
   __m512i kinds[P];
   bool border[P];
+  const uint8_t* const column_kinds = out.column_kinds;
+  const int32_t* const kind_offsets = column_kinds ? out.kind_offsets : nullptr;
+  #pragma GCC unroll 3
   for (int p = 0; p < P; ++p) {
     const __mmask16 lanes = p == P - 1 ? last_lanes : __mmask16{0xffff};
     const int64_t panel = j / kPanelLanes + p;
     valid[p] = kMapped ? static_cast<__mmask16>(out.panel_valid[panel] & lanes) : lanes;
     first[p] = kMapped ? out.panel_first[panel] : j + p * kPanelLanes;
+    in_place[p] = !kMapped || valid[p] == 0xffff || valid[p] == lanes;
     kinds[p] = kind_offsets ? _mm512_maskz_cvtepu8_epi32(lanes, _mm_loadu_si128(reinterpret_cast<const __m128i*>(
                                                                    column_kinds + j + p * kPanelLanes)))
                             : _mm512_setzero_si512();
     border[p] = _mm512_test_epi32_mask(kinds[p], kinds[p]) != 0;
   }
+  // The dots and the affine map. Lanes past last_lanes are computed and never stored. (Zero-masking forms with
+  // every lane: the plain intrinsics trip GCC 12's -Wmaybe-uninitialized in its headers.)
+  constexpr __mmask16 kAll = 0xffff;
+  __m512 y[R][P];
+  const __m512i bits = _mm512_set1_epi32(out.bits);
+  const int32_t* const row_kinds = out.row_kinds;
+  #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
     const int64_t row = i + r;
     const __m512 multiplier = _mm512_set1_ps(out.multiplier[row]), bias = _mm512_set1_ps(out.bias[row]);
-    const __m512 post_multiplier = _mm512_set1_ps(post ? out.post_multiplier[row] : 0.0f);
-    const __m512 post_bias = _mm512_set1_ps(post ? out.post_bias[row] : 0.0f);
-    const __m512i offsets = kind_offsets ? _mm512_loadu_si512(kind_offsets + row * GemmOutput::kKinds)
-                                         : _mm512_setzero_si512();
     const int32_t* const row_offsets =
         row_kinds && row_kinds[row] != 0 ? out.kind_offsets + row_kinds[row] * out.kinds_stride + j : nullptr;
+    const __m512i offsets = kind_offsets ? _mm512_loadu_si512(kind_offsets + row * GemmOutput::kKinds)
+                                         : _mm512_setzero_si512();
+    #pragma GCC unroll 3
     for (int p = 0; p < P; ++p) {
-      const __mmask16 lanes = p == P - 1 ? last_lanes : __mmask16{0xffff};
       __m512i dot = _mm512_sub_epi32(bits, _mm512_add_epi32(acc[r][p], acc[r][p]));
-      if (row_offsets) {
-        dot = _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, row_offsets + p * kPanelLanes));
+      if (row_offsets) dot = _mm512_add_epi32(dot, _mm512_loadu_si512(row_offsets + p * kPanelLanes));
+      if (border[p]) dot = _mm512_add_epi32(dot, _mm512_maskz_permutexvar_epi32(kAll, kinds[p], offsets));
+      y[r][p] = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(kAll, dot), multiplier), bias);
+    }
+  }
+  // max(0, y) is 0 > y ? 0 : y: NaN and -0.0 pass through, as `y < 0 ? 0 : y` does.
+  const auto relu = [&y] {
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      #pragma GCC unroll 3
+      for (int p = 0; p < P; ++p) y[r][p] = _mm512_maskz_max_ps(kAll, _mm512_setzero_ps(), y[r][p]);
+    }
+  };
+  if (out.relu) relu();
+  if (out.post_multiplier) {
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 post_multiplier = _mm512_set1_ps(out.post_multiplier[i + r]);
+      const __m512 post_bias = _mm512_set1_ps(out.post_bias[i + r]);
+      #pragma GCC unroll 3
+      for (int p = 0; p < P; ++p) y[r][p] = _mm512_add_ps(_mm512_mul_ps(y[r][p], post_multiplier), post_bias);
+    }
+  }
+  if (const float* const residual = out.residual) {
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      #pragma GCC unroll 3
+      for (int p = 0; p < P; ++p) {
+        const float* const at = residual + (i + r) * stride + first[p];
+        y[r][p] = _mm512_add_ps(y[r][p], in_place[p] ? _mm512_maskz_loadu_ps(valid[p], at)
+                                                     : _mm512_maskz_expandloadu_ps(valid[p], at));
       }
-      if (border[p]) dot = _mm512_add_epi32(dot, _mm512_maskz_permutexvar_epi32(lanes, kinds[p], offsets));
-      __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(lanes, dot), multiplier), bias);
-      if (relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
-      if (post) y = _mm512_add_ps(_mm512_mul_ps(y, post_multiplier), post_bias);
-      const int64_t at = row * stride + first[p];
-      // The lanes to store from the first (all, or j's own columns) are stored in place; a panel across a row end
-      // of the padded grid has its valid lanes, packed together, stored as consecutive outputs.
-      const bool in_place = !kMapped || valid[p] == 0xffff || valid[p] == lanes;
-      if (residual) {
-        y = _mm512_add_ps(y, in_place ? _mm512_maskz_loadu_ps(valid[p], residual + at)
-                                      : _mm512_maskz_expandloadu_ps(valid[p], residual + at));
+    }
+  }
+  if (out.final_relu) relu();
+  if (uint16_t* const sign_bits = out.sign_bits) {
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      #pragma GCC unroll 3
+      for (int p = 0; p < P; ++p) {
+        sign_bits[(j / kPanelLanes + p) * out.sign_stride + i + r] =
+            _mm512_mask_cmp_ps_mask(valid[p], y[r][p], _mm512_setzero_ps(), _CMP_LT_OQ);
       }
-      if (final_relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
-      if (sign_bits) {
-        sign_bits[(j / kPanelLanes + p) * sign_stride + row] =
-            _mm512_mask_cmp_ps_mask(valid[p], y, _mm512_setzero_ps(), _CMP_LT_OQ);
-      }
-      if (in_place) {
-        _mm512_mask_storeu_ps(floats + at, valid[p], y);
+    }
+  }
+  float* const floats = out.floats;
+  #pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    #pragma GCC unroll 3
+    for (int p = 0; p < P; ++p) {
+      float* const at = floats + (i + r) * stride + first[p];
+      if (in_place[p]) {
+        _mm512_mask_storeu_ps(at, valid[p], y[r][p]);
       } else {
         const __mmask16 count = static_cast<__mmask16>((1u << __builtin_popcount(valid[p])) - 1);
-        _mm512_mask_storeu_ps(floats + at, count, _mm512_maskz_compress_ps(valid[p], y));
+        _mm512_mask_storeu_ps(at, count, _mm512_maskz_compress_ps(valid[p], y[r][p]));
       }
     }
   }
