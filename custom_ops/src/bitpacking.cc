@@ -49,10 +49,11 @@ void ExtractChannels(const Word* in, int64_t in_stride, int64_t c_begin, int64_t
                      int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset) {
   const int64_t shift = c_begin % kWordBits;
   if (shift == 0) {  // whole words: a copy (the common case, e.g. regrouping word-aligned groups)
-    const int64_t words = WordsFor(count);
-    for (int64_t p = p_begin; p < p_end; ++p) {
-      const Word* src = in + p * in_stride + c_begin / kWordBits;
-      for (int64_t w = 0; w < words; ++w) out[p * out_stride + out_offset + w] = src[w] & ValidBits(count, w);
+    // A word at a time over the pixels: a tight loop (a word-planar output is one word per pixel).
+    const Word* src = in + c_begin / kWordBits;
+    for (int64_t w = 0; w < WordsFor(count); ++w) {
+      const Word valid = ValidBits(count, w);
+      for (int64_t p = p_begin; p < p_end; ++p) out[p * out_stride + out_offset + w] = src[p * in_stride + w] & valid;
     }
     return;
   }

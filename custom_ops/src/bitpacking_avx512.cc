@@ -13,6 +13,12 @@ constexpr int64_t kBlockPixels = 512;
 // The first min(n, 16) lanes of a vector.
 inline __mmask16 FirstLanes(int64_t n) { return n >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << n) - 1); }
 
+// Scatter indices of 16 consecutive pixels `stride` words apart (16 * stride must fit int32: words per pixel).
+inline __m512i PixelWords(int64_t stride) {
+  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                            _mm512_set1_epi32(static_cast<int>(stride)));
+}
+
 }  // namespace
 
 void PackChannelsAvx512(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin,
@@ -23,8 +29,7 @@ void PackChannelsAvx512(const float* x, int64_t pixels, int64_t c_begin, int64_t
     return;
   }
   // Lane l of a word vector is pixel p + l, whose word sits out_stride words after pixel p + l - 1's.
-  const __m512i lane_words = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                                _mm512_set1_epi32(static_cast<int>(out_stride)));
+  const __m512i lane_words = PixelWords(out_stride);
   // Each channel's floats are read in one sequential pass over the block (a plane at a time, which the hardware
   // prefetches), their sign bits ORed into the block's words; reading all channels of 16 pixels at a time instead
   // touched a cache line of every plane per 16 pixels and waited on memory.
@@ -57,23 +62,18 @@ void PackChannelsAvx512(const float* x, int64_t pixels, int64_t c_begin, int64_t
 
 void LaneBitsToPixelsAvx512(const uint16_t* lane_bits, int64_t channels, uint16_t lanes, Word* out,
                             int64_t out_stride) {
+  // The lanes set in `lanes` are consecutive pixels, out_stride words apart.
+  const __m512i pixel_words = PixelWords(out_stride);
+  const __mmask16 pixels = FirstLanes(__builtin_popcount(lanes));
   for (int64_t w = 0; w < WordsFor(channels); ++w) {
-    // Channel c of the word in lane c % 16 of halves[c / 16]; lane l's bits of 16 channels are one test mask.
-    __m512i halves[2];
-    for (int h = 0; h < 2; ++h) {
-      alignas(32) uint16_t masks[16] = {};
-      const int64_t c_begin = w * kWordBits + h * 16;
-      for (int64_t c = c_begin; c < channels && c < c_begin + 16; ++c) masks[c - c_begin] = lane_bits[c];
-      // The zero-masking form: the plain one trips GCC 12's -Wmaybe-uninitialized in its header.
-      halves[h] = _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_load_si256(reinterpret_cast<const __m256i*>(masks)));
+    // Lane l's word: channel c's mask ORs bit c into the lanes it has set, a channel at a time.
+    __m512i words = _mm512_setzero_si512();
+    const int64_t bits = channels - w * kWordBits < kWordBits ? channels - w * kWordBits : kWordBits;
+    for (int64_t b = 0; b < bits; ++b) {
+      words = _mm512_mask_or_epi32(words, lane_bits[w * kWordBits + b], words,
+                                   _mm512_set1_epi32(static_cast<int>(1u << b)));
     }
-    Word* word = out + w;
-    for (int l = 0; l < 16; ++l) {
-      if (!(lanes >> l & 1)) continue;
-      const __m512i bit = _mm512_set1_epi32(1 << l);
-      *word = _mm512_test_epi32_mask(halves[0], bit) | static_cast<Word>(_mm512_test_epi32_mask(halves[1], bit)) << 16;
-      word += out_stride;
-    }
+    _mm512_mask_i32scatter_epi32(out + w, pixels, pixel_words, _mm512_maskz_compress_epi32(lanes, words), 4);
   }
 }
 
