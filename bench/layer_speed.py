@@ -3,6 +3,9 @@ of the same shape, batch 1, in one run; medians of repeated timings and their ra
 is noisy, ratios are what to read). The three contenders of a shape run in interleaved rounds (timing.py). Each
 writes into an output array bound once (io_binding), as a layer inside a network does: what is timed is the
 layer, not Python's copy of its result (for a 64x56x56 float output, 0.01-0.02 ms, a tenth of the binary layer).
+At 1 thread, the machine's floor for each layer is timed in the same rounds (popcount_floor.py): the layer's
+fewest xor/popcount/add triples with no memory access, and the ratio to float Conv that a kernel reaching it
+would have.
     python bench/layer_speed.py [--threads N] [--rounds R]
 """
 
@@ -10,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from popcount_floor import layer_triples, load_probe
 from timing import interleaved_medians_ms
 
 import bnn2onnx
@@ -50,8 +55,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
+    probe = load_probe() if args.threads == 1 else None
     print(f"{'layer':28s} {'float Conv':>11s} {'binary->float':>14s} {'ratio':>6s} {'binary->packed':>15s} "
-          f"{'ratio':>6s}   ({args.threads} thread(s), medians of {args.rounds}x5 runs)")
+          f"{'ratio':>6s}" + (f" {'floor':>9s} {'ratio':>6s}" if probe else "")
+          + f"   ({args.threads} thread(s), medians of {args.rounds}x5 runs)")
     for c_in, c_out, size, k, stride in SHAPES:
         pad = k // 2
         x = rng.standard_normal((1, c_in, size, size)).astype(np.float32)
@@ -73,10 +80,15 @@ def main() -> None:
                            TensorProto.INT32 if packed_out else TensorProto.FLOAT)
             session = bnn2onnx.inference_session(model, intra_op_num_threads=args.threads)
             runs[f"binary{packed_out}"] = bound_run(session, packed_x)
-        float_ms, *times = interleaved_medians_ms(runs, args.rounds).values()
+        if probe:
+            out_size = (size + 2 * pad - k) // stride + 1
+            runs["floor"] = partial(probe, layer_triples(out_size * out_size, c_out, k * k * c_in), 1)
+        medians = interleaved_medians_ms(runs, args.rounds)
+        float_ms, binary_float, binary_packed = medians["float"], medians["binary0"], medians["binary1"]
         name = f"{k}x{k}/s{stride} {c_in}->{c_out}@{size}"
-        print(f"{name:28s} {float_ms:9.3f}ms {times[0]:12.3f}ms {float_ms / times[0]:5.1f}x {times[1]:13.3f}ms "
-              f"{float_ms / times[1]:5.1f}x", flush=True)
+        print(f"{name:28s} {float_ms:9.3f}ms {binary_float:12.3f}ms {float_ms / binary_float:5.1f}x "
+              f"{binary_packed:13.3f}ms {float_ms / binary_packed:5.1f}x"
+              + (f" {medians['floor']:7.3f}ms {float_ms / medians['floor']:5.1f}x" if probe else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ larq-compute-engine==0.16.0`; its converter + Interpreter, best of its kernel op
 
 The contenders of one thread count run in interleaved rounds (timing.py), each turn after a pause that lets the
 previous contender's idle worker threads stop spinning (they would otherwise take the cores); the 2-thread scaling
-of bnn2onnx and of ORT float comes from one more set in which 1 and 2 threads are interleaved. Medians and their
+of bnn2onnx and of ORT float comes from one more set in which 1 and 2 threads are interleaved, with the machine's
+own scaling in the same rounds (popcount_floor.py: a register-only xor/popcount/add loop on 1 and on 2 threads;
+on a VM whose 2 vCPUs share one core's vector ports at that moment, it does not scale). Medians and their
 ratios are printed, with the load average around the measurement. Each contender's peak RSS is measured in a fresh
 process of its own (load the model, run it 5 times, read the process's high-water mark, VmHWM); file sizes are
 those of the models on disk.
@@ -24,10 +26,13 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from popcount_floor import load_probe
 from timing import interleaved_medians_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (1, 224, 224, 3)
+# Triples per thread of one probe run: a few milliseconds, like a network run, against ~0.05 ms to start a thread.
+PROBE_TRIPLES = 6_000_000
 # LCE's kernel options: (use_indirect_bgemm, use_xnnpack).
 LCE_OPTIONS = {"lce": (False, False), "lce indirect_bgemm": (True, False), "lce xnnpack": (False, True),
                "lce indirect_bgemm+xnnpack": (True, True)}
@@ -99,7 +104,7 @@ def export_models(name: str, folder: Path) -> dict[str, Path]:
     return paths | dict.fromkeys(LCE_OPTIONS, flatbuffer)
 
 
-def report(name: str, paths: dict[str, Path], rounds: int) -> None:
+def report(name: str, paths: dict[str, Path], rounds: int, probe: Callable[[int, int], None] | None) -> None:
     sizes = {kind: path.stat().st_size / 2**20 for kind, path in paths.items()}
     print(f"{name}: file size ORT float {sizes['ort float']:.1f} MiB, bnn2onnx {sizes['bnn2onnx']:.2f} MiB"
           + (f", LCE {sizes['lce']:.2f} MiB" if "lce" in sizes else ", LCE not installed"))
@@ -120,10 +125,14 @@ def report(name: str, paths: dict[str, Path], rounds: int) -> None:
         print(line, flush=True)
     # Scaling from one interleaved set: 1 and 2 threads timed minutes apart would also measure the host's drift.
     scaled = ("bnn2onnx", "ort float")
-    scaling_runs = {f"{kind} {threads}": runner(kind, paths[kind], threads) for kind in scaled for threads in (1, 2)}
-    medians = interleaved_medians_ms({key: partial(run, x) for key, run in scaling_runs.items()}, rounds, timed=3,
-                                     warmup=1, pause_s=0.05)
-    print("  2 threads over 1 (both in the same interleaved rounds): " + ", ".join(
+    scaling_runs = {f"{kind} {threads}": partial(runner(kind, paths[kind], threads), x)
+                    for kind in scaled for threads in (1, 2)}
+    if probe:
+        scaled += ("machine",)
+        scaling_runs |= {"machine 1": partial(probe, PROBE_TRIPLES, 1),
+                         "machine 2": partial(probe, PROBE_TRIPLES // 2, 2)}
+    medians = interleaved_medians_ms(scaling_runs, rounds, timed=3, warmup=1, pause_s=0.05)
+    print("  2 threads over 1 (all in the same interleaved rounds): " + ", ".join(
         f"{kind} {medians[f'{kind} 1'] / medians[f'{kind} 2']:.2f}x ({medians[f'{kind} 1']:.2f} -> "
         f"{medians[f'{kind} 2']:.2f} ms)" for kind in scaled), flush=True)
     kinds = ["ort float", "bnn2onnx"] + (["lce"] if "lce" in paths else [])
@@ -140,9 +149,10 @@ def main() -> None:
     if args.rss_of:
         measure_own_rss(args.rss_of[0], Path(args.rss_of[1]))
         return
+    probe = load_probe()
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models:
-            report(name, export_models(name, Path(folder)), args.rounds)
+            report(name, export_models(name, Path(folder)), args.rounds, probe)
 
 
 if __name__ == "__main__":

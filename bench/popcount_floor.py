@@ -1,0 +1,53 @@
+"""The machine's own limit for binary layers, measured in the same rounds as the layers: popcount_probe.c (xor,
+popcount and add of 512-bit words, registers only) built with the system C compiler. A binary conv or dense of
+M outputs, N filters and a reduction of K bits needs M * N * K / 512 such triples at least, 3 vector instructions
+each on this CPU's 2 vector ports: their time is a floor for the layer (a popcount alone runs 1.5x faster, but
+every word needs its xor and its add). The same loop on 2 threads shows how far 2 threads can scale at that moment
+(on a VM whose 2 vCPUs share a core's vector ports, not at all).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("popcount_probe.c")
+WORD_BITS = 512
+
+
+def load_probe() -> Callable[[int, int], None] | None:
+    """A function running n triples on each of `threads` threads, or None (with the reason printed) when this
+    machine cannot build or run the probe (not x86-64 with AVX-512 VPOPCNTDQ, or no C compiler)."""
+    cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if platform.machine() not in ("x86_64", "AMD64") or "avx512_vpopcntdq" not in cpu_flags or compiler is None:
+        print("(no popcount floor: it needs an x86-64 CPU with AVX-512 VPOPCNTDQ and a C compiler)")
+        return None
+    with tempfile.TemporaryDirectory() as folder:  # the loaded library stays mapped once its file is gone
+        library = Path(folder) / "popcount_probe.so"
+        build = subprocess.run([compiler, "-O2", "-mavx512f", "-mavx512vpopcntdq", "-shared", "-fPIC", "-pthread",
+                                "-o", str(library), str(SOURCE)], capture_output=True, text=True, check=False)
+        if build.returncode != 0:
+            print(f"(no popcount floor: building {SOURCE.name} failed: {build.stderr.strip()[:200]})")
+            return None
+        triples = ctypes.CDLL(str(library)).triples
+    triples.argtypes = [ctypes.c_long, ctypes.c_int]
+    triples.restype = ctypes.c_int
+
+    def run(n: int, threads: int) -> None:
+        if triples(n, threads) != 0:
+            raise RuntimeError(f"popcount probe: could not start {threads} threads")
+
+    return run
+
+
+def layer_triples(outputs: int, filters: int, reduction_bits: int) -> int:
+    """The fewest 512-bit xor/popcount/add triples of a binary layer: outputs x filters dot products of
+    reduction_bits bits each."""
+    return -(-outputs * filters * reduction_bits // WORD_BITS)
