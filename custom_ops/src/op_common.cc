@@ -21,10 +21,10 @@ bool ReleaseAndCheckMissing(OrtStatus* status, const char* name) {
 
 }  // namespace
 
-std::string ShapeStr(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
-  return out + "]";
+std::ostream& operator<<(std::ostream& out, ShapeStr s) {
+  out << "[";
+  for (size_t i = 0; i < s.shape.size(); ++i) out << (i ? "," : "") << s.shape[i];
+  return out << "]";
 }
 
 std::optional<int64_t> Attributes::OptionalInt(const char* name) const {
