@@ -106,6 +106,12 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
   #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
     const int64_t row = i + r;
+    // The residual this row's next column block adds (a pass over the task's other rows from now): a task reads
+    // tens of rows at once, more streams than the hardware prefetcher follows (QuickNet 1.5% faster at 1 thread).
+    for (int p = 0; out.residual && p < kMaxPanels; ++p) {
+      const int64_t ahead = row * stride + first[0] + (kMaxPanels + p) * kPanelLanes;
+      _mm_prefetch(reinterpret_cast<const char*>(out.residual + ahead), _MM_HINT_T0);
+    }
     const __m512 multiplier = _mm512_set1_ps(out.multiplier[row]), bias = _mm512_set1_ps(out.bias[row]);
     const int32_t* const row_offsets =
         row_kinds && row_kinds[row] != 0 ? out.kind_offsets + row_kinds[row] * out.kinds_stride + j : nullptr;
