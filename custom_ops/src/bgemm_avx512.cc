@@ -67,9 +67,9 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
 }
 
 // The R x P results of a tile stored as float rows (not transposed; the pixels-as-lanes convolution), with
-// GemmOutput::StoreRun's arithmetic. Each optional step runs over the whole tile behind one test: tested per
-// vector instead, the tests and the values they needed (spilled from registers) made this store cost two thirds
-// of the GEMM of a 64-channel 3x3 layer. out's fields are read once, before any store (a store through
+// GemmOutput::StoreRun's arithmetic. Each optional step runs over the whole tile behind one test, its loops
+// unrolled so that the tile stays in registers: tested per vector instead, the tests and the values they needed
+// (spilled from registers) made this store cost two thirds of the GEMM of a 64-channel 3x3 layer. out's fields are read once, before any store (a store through
 // out.floats may alias them). kMapped: out has a column map (a compile-time choice: testing it per store cost 3%
 // of a 128-channel layer).
 template <int R, int P, bool kMapped>
