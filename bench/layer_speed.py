@@ -1,11 +1,11 @@
-"""Per-layer speed: BinaryConv2D (packed input; float output and packed output) against onnxruntime's float Conv
-of the same shape, batch 1, in one run; medians of repeated timings and their ratios (no assertion: the machine
-is noisy, ratios are what to read). The three contenders of a shape run in interleaved rounds (timing.py). Each
-writes into an output array bound once (io_binding), as a layer inside a network does: what is timed is the
-layer, not Python's copy of its result (for a 64x56x56 float output, 0.01-0.02 ms, a tenth of the binary layer).
-At 1 thread, the machine's floor for each layer is timed in the same rounds (popcount_floor.py): the layer's
-fewest xor/popcount/add triples with no memory access, and the ratio to float Conv that a kernel reaching it
-would have.
+"""Per-layer speed: BinaryConv2D and BinaryDense (packed input; float output and packed output) against
+onnxruntime's float Conv or MatMul of the same shape, in one run; medians of repeated timings and their ratios (no
+assertion: the machine is noisy, ratios are what to read). The three contenders of a shape run in interleaved
+rounds (timing.py). Each writes into an output array bound once (io_binding), as a layer inside a network does:
+what is timed is the layer, not Python's copy of its result (for a 64x56x56 float output, 0.01-0.02 ms, a tenth
+of the binary layer). At 1 thread, the machine's floor for each layer is timed in the same rounds
+(popcount_floor.py): the layer's fewest xor/popcount/add triples with no memory access, and the ratio to the float
+op that a kernel reaching it would have.
     python bench/layer_speed.py [--threads N] [--rounds R]
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -24,13 +25,24 @@ from timing import interleaved_medians_ms
 
 import bnn2onnx
 from bnn2onnx.ops import reference, schema
-from bnn2onnx.ops.bitpacking import pack_conv_weights
+from bnn2onnx.ops.bitpacking import pack_conv_weights, pack_dense_weights
 
 # (channels in, channels out, size, kernel, stride). The last two are 1x1 convs with a long reduction (no
 # receptive-field gather, no padding): the xor/popcount GEMM nearly alone, i.e. the ceiling of the ratio on this
 # CPU; 4608 -> 512 @ 7 has the same multiply-accumulates as the 3x3 512 -> 512 @ 7 layer.
 SHAPES = [(64, 64, 56, 3, 1), (128, 128, 28, 3, 1), (256, 256, 14, 3, 1), (512, 512, 7, 3, 1),
           (128, 256, 28, 3, 2), (256, 256, 14, 1, 1), (4608, 512, 7, 1, 1), (2048, 256, 28, 1, 1)]
+# (channels in, channels out, batch): a BinaryNet-style hidden layer, one sample and a batch.
+DENSE_SHAPES = [(4096, 4096, 1), (4096, 4096, 16)]
+
+
+@dataclass
+class Layer:
+    name: str
+    x: np.ndarray  # the float op's input; the binary ops get it packed
+    float_model: onnx.ModelProto
+    binary_models: tuple[onnx.ModelProto, onnx.ModelProto]  # float output, packed output
+    triples: int  # the fewest 512-bit xor/popcount/add triples of the binary layer
 
 
 def _model(node: onnx.NodeProto, x: np.ndarray, inits: dict[str, np.ndarray], out_type: int) -> onnx.ModelProto:
@@ -60,6 +72,41 @@ def bound_run(session: ort.InferenceSession, x: np.ndarray) -> Callable[[], obje
     return lambda: (session.run_with_iobinding(binding), output)
 
 
+def _output_params(c_out: int, packed_out: int) -> dict[str, np.ndarray]:
+    if packed_out:
+        return {"a": np.zeros(c_out, np.int32), "b": np.ones(c_out, np.int32)}
+    return {"a": np.ones(c_out, np.float32), "b": np.zeros(c_out, np.float32)}
+
+
+def conv_layer(rng: np.random.Generator, c_in: int, c_out: int, size: int, k: int, stride: int) -> Layer:
+    pad = k // 2
+    x = aligned_copy(rng.standard_normal((1, c_in, size, size)).astype(np.float32))
+    w = rng.choice([-1.0, 1.0], (c_out, c_in, k, k)).astype(np.float32)
+    float_model = _model(helper.make_node("Conv", ["x", "w"], ["y"], pads=[pad] * 4, strides=[stride] * 2), x,
+                         {"w": w}, TensorProto.FLOAT)
+    binary_models = tuple(
+        _model(schema.make_node(schema.BINARY_CONV2D, ["x", "w", "a", "b"], ["y"], channels_in=c_in, pads=[pad] * 4,
+                                strides=[stride] * 2, packed_output=packed_out), reference.bit_pack(x),
+               {"w": pack_conv_weights(w), **_output_params(c_out, packed_out)},
+               TensorProto.INT32 if packed_out else TensorProto.FLOAT) for packed_out in (0, 1))
+    out_size = (size + 2 * pad - k) // stride + 1
+    return Layer(f"{k}x{k}/s{stride} {c_in}->{c_out}@{size}", x, float_model, binary_models,
+                 layer_triples(out_size * out_size, c_out, k * k * c_in))
+
+
+def dense_layer(rng: np.random.Generator, c_in: int, c_out: int, batch: int) -> Layer:
+    x = aligned_copy(rng.standard_normal((batch, c_in)).astype(np.float32))
+    w = rng.choice([-1.0, 1.0], (c_out, c_in)).astype(np.float32)
+    float_model = _model(helper.make_node("MatMul", ["x", "w"], ["y"]), x, {"w": np.ascontiguousarray(w.T)},
+                         TensorProto.FLOAT)
+    binary_models = tuple(
+        _model(schema.make_node(schema.BINARY_DENSE, ["x", "w", "a", "b"], ["y"], channels_in=c_in,
+                                packed_output=packed_out), reference.bit_pack(x),
+               {"w": pack_dense_weights(w), **_output_params(c_out, packed_out)},
+               TensorProto.INT32 if packed_out else TensorProto.FLOAT) for packed_out in (0, 1))
+    return Layer(f"dense {c_in}->{c_out} x{batch}", x, float_model, binary_models, layer_triples(batch, c_out, c_in))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=1)
@@ -67,37 +114,25 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     probe = load_probe() if args.threads == 1 else None
-    print(f"{'layer':28s} {'float Conv':>11s} {'binary->float':>14s} {'ratio':>6s} {'binary->packed':>15s} "
+    print(f"{'layer':28s} {'float op':>11s} {'binary->float':>14s} {'ratio':>6s} {'binary->packed':>15s} "
           f"{'ratio':>6s}" + (f" {'floor':>9s} {'ratio':>6s}" if probe else "")
           + f"   ({args.threads} thread(s), medians of {args.rounds}x5 runs)")
-    for c_in, c_out, size, k, stride in SHAPES:
-        pad = k // 2
-        x = aligned_copy(rng.standard_normal((1, c_in, size, size)).astype(np.float32))
-        w = rng.choice([-1.0, 1.0], (c_out, c_in, k, k)).astype(np.float32)
-        float_model = _model(helper.make_node("Conv", ["x", "w"], ["y"], pads=[pad] * 4, strides=[stride] * 2), x,
-                             {"w": w}, TensorProto.FLOAT)
+    layers = [conv_layer(rng, *shape) for shape in SHAPES] + [dense_layer(rng, *shape) for shape in DENSE_SHAPES]
+    for layer in layers:
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
-        float_session = ort.InferenceSession(float_model.SerializeToString(), options,
+        float_session = ort.InferenceSession(layer.float_model.SerializeToString(), options,
                                              providers=["CPUExecutionProvider"])
-        packed_x = aligned_copy(reference.bit_pack(x))
-        runs: dict[str, Callable[[], object]] = {"float": bound_run(float_session, x)}
-        for packed_out in (0, 1):
-            params = ({"a": np.zeros(c_out, np.int32), "b": np.ones(c_out, np.int32)} if packed_out else
-                      {"a": np.ones(c_out, np.float32), "b": np.zeros(c_out, np.float32)})
-            node = schema.make_node(schema.BINARY_CONV2D, ["x", "w", "a", "b"], ["y"], channels_in=c_in,
-                                    pads=[pad] * 4, strides=[stride] * 2, packed_output=packed_out)
-            model = _model(node, packed_x, {"w": pack_conv_weights(w), **params},
-                           TensorProto.INT32 if packed_out else TensorProto.FLOAT)
+        packed_x = aligned_copy(reference.bit_pack(layer.x))
+        runs: dict[str, Callable[[], object]] = {"float": bound_run(float_session, layer.x)}
+        for packed_out, model in enumerate(layer.binary_models):
             session = bnn2onnx.inference_session(model, intra_op_num_threads=args.threads)
             runs[f"binary{packed_out}"] = bound_run(session, packed_x)
         if probe:
-            out_size = (size + 2 * pad - k) // stride + 1
-            runs["floor"] = partial(probe, layer_triples(out_size * out_size, c_out, k * k * c_in), 1)
+            runs["floor"] = partial(probe, layer.triples, 1)
         medians = interleaved_medians_ms(runs, args.rounds)
         float_ms, binary_float, binary_packed = medians["float"], medians["binary0"], medians["binary1"]
-        name = f"{k}x{k}/s{stride} {c_in}->{c_out}@{size}"
-        print(f"{name:28s} {float_ms:9.3f}ms {binary_float:12.3f}ms {float_ms / binary_float:5.1f}x "
+        print(f"{layer.name:28s} {float_ms:9.3f}ms {binary_float:12.3f}ms {float_ms / binary_float:5.1f}x "
               f"{binary_packed:13.3f}ms {float_ms / binary_packed:5.1f}x"
               + (f" {medians['floor']:7.3f}ms {float_ms / medians['floor']:5.1f}x" if probe else ""), flush=True)
 
