@@ -73,6 +73,18 @@ static void NibbleLookup(int words) {
     low = _mm256_xor_si256(u, c);                                                     \
   } while (0)
 
+// Adds 8 words into the ones, twos and fours counters; the carries out of fours come back as eights.
+static inline void AddEight(const __m256i* x, __m256i* ones, __m256i* twos, __m256i* fours, __m256i* eights) {
+  __m256i twos_a, twos_b, fours_a, fours_b;
+  CSA(twos_a, *ones, *ones, x[0], x[1]);
+  CSA(twos_b, *ones, *ones, x[2], x[3]);
+  CSA(fours_a, *twos, *twos, twos_a, twos_b);
+  CSA(twos_a, *ones, *ones, x[4], x[5]);
+  CSA(twos_b, *ones, *ones, x[6], x[7]);
+  CSA(fours_b, *twos, *twos, twos_a, twos_b);
+  CSA(*eights, *fours, *fours, fours_a, fours_b);
+}
+
 static void HarleySeal(int words) {
   for (int r = 0; r < ROWS; r++) {
     for (int h = 0; h < 2; h++) {
@@ -81,21 +93,9 @@ static void HarleySeal(int words) {
       for (; k + 16 <= words; k += 16) {
         __m256i x[16];
         for (int i = 0; i < 16; i++) x[i] = _mm256_xor_si256(_mm256_set1_epi32((int)A[r][k + i]), Column(k + i, h));
-        __m256i twos_a, twos_b, fours_a, fours_b, eights_a, eights_b, sixteens;
-        CSA(twos_a, ones, ones, x[0], x[1]);
-        CSA(twos_b, ones, ones, x[2], x[3]);
-        CSA(fours_a, twos, twos, twos_a, twos_b);
-        CSA(twos_a, ones, ones, x[4], x[5]);
-        CSA(twos_b, ones, ones, x[6], x[7]);
-        CSA(fours_b, twos, twos, twos_a, twos_b);
-        CSA(eights_a, fours, fours, fours_a, fours_b);
-        CSA(twos_a, ones, ones, x[8], x[9]);
-        CSA(twos_b, ones, ones, x[10], x[11]);
-        CSA(fours_a, twos, twos, twos_a, twos_b);
-        CSA(twos_a, ones, ones, x[12], x[13]);
-        CSA(twos_b, ones, ones, x[14], x[15]);
-        CSA(fours_b, twos, twos, twos_a, twos_b);
-        CSA(eights_b, fours, fours, fours_a, fours_b);
+        __m256i eights_a, eights_b, sixteens;
+        AddEight(x, &ones, &twos, &fours, &eights_a);
+        AddEight(x + 8, &ones, &twos, &fours, &eights_b);
         CSA(sixteens, eights, eights, eights_a, eights_b);
         total = _mm256_add_epi32(total, Popcount32(sixteens));
       }
