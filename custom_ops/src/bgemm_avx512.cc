@@ -69,9 +69,9 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
 // The R x P results of a tile stored as float rows (not transposed; the pixels-as-lanes convolution), with
 // GemmOutput::StoreRun's arithmetic. Each optional step runs over the whole tile behind one test, its loops
 // unrolled so that the tile stays in registers: tested per vector instead, the tests and the values they needed
-// (spilled from registers) made this store cost two thirds of the GEMM of a 64-channel 3x3 layer. out's fields are read once, before any store (a store through
-// out.floats may alias them). kMapped: out has a column map (a compile-time choice: testing it per store cost 3%
-// of a 128-channel layer).
+// (spilled from registers) made this store cost two thirds of the GEMM of a 64-channel 3x3 layer. out's fields
+// are read before any store (a store through out.floats may alias them). kMapped: out has a column map (a
+// compile-time choice: testing it per store cost 3% of a 128-channel layer).
 template <int R, int P, bool kMapped>
 void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (&acc)[R][P], __mmask16 last_lanes) {
   const int64_t stride = out.stride;
@@ -120,7 +120,10 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
     #pragma GCC unroll 3
     for (int p = 0; p < P; ++p) {
       __m512i dot = _mm512_sub_epi32(bits, _mm512_add_epi32(acc[r][p], acc[r][p]));
-      if (row_offsets) dot = _mm512_add_epi32(dot, _mm512_loadu_si512(row_offsets + p * kPanelLanes));
+      if (row_offsets) {
+        const __mmask16 lanes = p == P - 1 ? last_lanes : kAll;  // no read past the offsets' last column
+        dot = _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, row_offsets + p * kPanelLanes));
+      }
       if (border[p]) dot = _mm512_add_epi32(dot, _mm512_maskz_permutexvar_epi32(kAll, kinds[p], offsets));
       y[r][p] = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_cvtepi32_ps(kAll, dot), multiplier), bias);
     }
