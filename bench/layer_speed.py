@@ -39,7 +39,8 @@ DENSE_SHAPES = [(4096, 4096, 1), (4096, 4096, 16)]
 @dataclass
 class Layer:
     name: str
-    x: np.ndarray  # the float op's input; the binary ops get it packed
+    x: np.ndarray  # the float op's input
+    packed_x: np.ndarray  # the binary ops' input: x packed
     float_model: onnx.ModelProto
     binary_models: tuple[onnx.ModelProto, onnx.ModelProto]  # float output, packed output
     triples: int  # the fewest 512-bit xor/popcount/add triples of the binary layer
@@ -84,13 +85,14 @@ def conv_layer(rng: np.random.Generator, c_in: int, c_out: int, size: int, k: in
     w = rng.choice([-1.0, 1.0], (c_out, c_in, k, k)).astype(np.float32)
     float_model = _model(helper.make_node("Conv", ["x", "w"], ["y"], pads=[pad] * 4, strides=[stride] * 2), x,
                          {"w": w}, TensorProto.FLOAT)
+    packed_x = aligned_copy(reference.bit_pack(x))
     binary_models = tuple(
         _model(schema.make_node(schema.BINARY_CONV2D, ["x", "w", "a", "b"], ["y"], channels_in=c_in, pads=[pad] * 4,
-                                strides=[stride] * 2, packed_output=packed_out), reference.bit_pack(x),
+                                strides=[stride] * 2, packed_output=packed_out), packed_x,
                {"w": pack_conv_weights(w), **_output_params(c_out, packed_out)},
                TensorProto.INT32 if packed_out else TensorProto.FLOAT) for packed_out in (0, 1))
     out_size = (size + 2 * pad - k) // stride + 1
-    return Layer(f"{k}x{k}/s{stride} {c_in}->{c_out}@{size}", x, float_model, binary_models,
+    return Layer(f"{k}x{k}/s{stride} {c_in}->{c_out}@{size}", x, packed_x, float_model, binary_models,
                  layer_triples(out_size * out_size, c_out, k * k * c_in))
 
 
@@ -99,12 +101,14 @@ def dense_layer(rng: np.random.Generator, c_in: int, c_out: int, batch: int) -> 
     w = rng.choice([-1.0, 1.0], (c_out, c_in)).astype(np.float32)
     float_model = _model(helper.make_node("MatMul", ["x", "w"], ["y"]), x, {"w": np.ascontiguousarray(w.T)},
                          TensorProto.FLOAT)
+    packed_x = aligned_copy(reference.bit_pack(x))
     binary_models = tuple(
         _model(schema.make_node(schema.BINARY_DENSE, ["x", "w", "a", "b"], ["y"], channels_in=c_in,
-                                packed_output=packed_out), reference.bit_pack(x),
+                                packed_output=packed_out), packed_x,
                {"w": pack_dense_weights(w), **_output_params(c_out, packed_out)},
                TensorProto.INT32 if packed_out else TensorProto.FLOAT) for packed_out in (0, 1))
-    return Layer(f"dense {c_in}->{c_out} x{batch}", x, float_model, binary_models, layer_triples(batch, c_out, c_in))
+    return Layer(f"dense {c_in}->{c_out} x{batch}", x, packed_x, float_model, binary_models,
+                 layer_triples(batch, c_out, c_in))
 
 
 def main() -> None:
@@ -123,11 +127,10 @@ def main() -> None:
         options.intra_op_num_threads = args.threads
         float_session = ort.InferenceSession(layer.float_model.SerializeToString(), options,
                                              providers=["CPUExecutionProvider"])
-        packed_x = aligned_copy(reference.bit_pack(layer.x))
         runs: dict[str, Callable[[], object]] = {"float": bound_run(float_session, layer.x)}
         for packed_out, model in enumerate(layer.binary_models):
             session = bnn2onnx.inference_session(model, intra_op_num_threads=args.threads)
-            runs[f"binary{packed_out}"] = bound_run(session, packed_x)
+            runs[f"binary{packed_out}"] = bound_run(session, layer.packed_x)
         if probe:
             runs["floor"] = partial(probe, layer.triples, 1)
         medians = interleaved_medians_ms(runs, args.rounds)

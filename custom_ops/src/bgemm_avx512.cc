@@ -12,10 +12,15 @@ namespace {
 // 12 accumulators: larger tiles (8x3, 6x4) measured slower, GCC spilling accumulators to the stack.
 constexpr int kMaxRows = 4, kMaxPanels = 3;
 
+// Each lane's dot product of two +-1 vectors of `bits` bits from the count of bits where they differ.
+inline __m512i Dots(__m512i bits, __m512i popcounts) {
+  return _mm512_sub_epi32(bits, _mm512_add_epi32(popcounts, popcounts));
+}
+
 // Stores 16 results of row i from columns j.. (the lanes set in `lanes`) from their popcounts (GemmOutput::StoreRun),
 // except float rows (not transposed), which StoreFloatRows stores a tile at a time.
 inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcounts, __mmask16 lanes) {
-  __m512i dot = _mm512_sub_epi32(_mm512_set1_epi32(out.bits), _mm512_add_epi32(popcounts, popcounts));
+  __m512i dot = Dots(_mm512_set1_epi32(out.bits), popcounts);
   if (out.row_kinds && out.row_kinds[i] != 0) {
     const int32_t* offsets = out.kind_offsets + out.row_kinds[i] * out.kinds_stride + j;
     dot = _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, offsets));
@@ -119,7 +124,7 @@ void StoreFloatRows(const GemmOutput& out, int64_t i, int64_t j, const __m512i (
                                          : _mm512_setzero_si512();
     #pragma GCC unroll 3
     for (int p = 0; p < P; ++p) {
-      __m512i dot = _mm512_sub_epi32(bits, _mm512_add_epi32(acc[r][p], acc[r][p]));
+      __m512i dot = Dots(bits, acc[r][p]);
       if (row_offsets) {
         const __mmask16 lanes = p == P - 1 ? last_lanes : kAll;  // no read past the offsets' last column
         dot = _mm512_add_epi32(dot, _mm512_maskz_loadu_epi32(lanes, row_offsets + p * kPanelLanes));
@@ -217,7 +222,7 @@ void StoreFloatQuads(const GemmOutput& out, int64_t i, int64_t j, const __m512i 
     const __m512 bias = _mm512_maskz_loadu_ps(lanes, o.bias + column);
     __m512 y[4];
     for (int q = 0; q < 4; ++q) {
-      __m512i dot = _mm512_sub_epi32(bits, _mm512_add_epi32(acc[q][p], acc[q][p]));
+      __m512i dot = Dots(bits, acc[q][p]);
       if (o.row_kinds && o.row_kinds[i + q] != 0) {
         dot = _mm512_add_epi32(
             dot, _mm512_maskz_loadu_epi32(lanes, o.kind_offsets + o.row_kinds[i + q] * o.kinds_stride + column));
