@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from op_cases import CASE_GENERATORS, REQUIRED_FEATURES, random_float, random_signs
@@ -61,10 +65,8 @@ def test_op_matches_reference_and_reference_matches_float(op: str) -> None:
         assert not missing, f"{CASES_PER_OP} random cases (BNN2ONNX_SEED={SEED}) never covered {sorted(missing)}"
 
 
-@pytest.mark.parametrize("packed_output", [0, 1])
-def test_conv_session_follows_changing_input_sizes(packed_output: int) -> None:
-    """One session run at several input sizes (the kernel keeps per-size border tables between runs): each run
-    matches the reference for its own size."""
+def _conv_of_any_input_size(packed_output: int) -> tuple[onnx.ModelProto, Callable[[np.ndarray], np.ndarray]]:
+    """A 24 -> 40 channel 3x3 BinaryConv2D whose input height and width are left open, and its reference."""
     rng = np.random.default_rng(7)
     weights = pack_conv_weights(random_signs(rng, (40, 24, 3, 3)))
     first, second = ((np.zeros(40, np.int32), np.ones(40, np.int32)) if packed_output
@@ -76,9 +78,39 @@ def test_conv_session_follows_changing_input_sizes(packed_output: int) -> None:
         [helper.make_tensor_value_info("y", TensorProto.INT32 if packed_output else TensorProto.FLOAT, None)],
         [numpy_helper.from_array(v, k) for k, v in {"w": weights, "first": first, "second": second}.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), schema.opset_import()])
+    return model, partial(reference.binary_conv2d, weights=weights, first=first, second=second, channels_in=24,
+                          pads=(1, 1, 1, 1), packed_output=packed_output)
+
+
+@pytest.mark.parametrize("packed_output", [0, 1])
+def test_conv_session_follows_changing_input_sizes(packed_output: int) -> None:
+    """One session run at several input sizes (the kernel keeps per-size border tables between runs): each run
+    matches the reference for its own size."""
+    model, expected_of = _conv_of_any_input_size(packed_output)
     one_session = session(model)
+    rng = np.random.default_rng(8)
     for height, width in [(9, 7), (4, 11), (9, 7), (1, 1)]:
         x = random_float(rng, (1, 24, height, width))
-        expected = reference.binary_conv2d(x, weights, first, second, channels_in=24, pads=(1, 1, 1, 1),
-                                           packed_output=packed_output)
-        assert_same(one_session.run(None, {"x": x})[0], expected, f"input {height}x{width}")
+        assert_same(one_session.run(None, {"x": x})[0], expected_of(x), f"input {height}x{width}")
+
+
+def test_one_session_serves_several_threads_at_once() -> None:
+    """A server runs one session from many threads: onnxruntime lets runs overlap, and each thread here keeps
+    switching input sizes, so the kernel's per-size tables are replaced while other runs still use theirs. Every
+    run matches the reference. (Without the tables' lock, runs used another size's tables or crashed in 6 of 9
+    runs of this test.)"""
+    model, expected_of = _conv_of_any_input_size(packed_output=0)
+    shared = session(model, threads=2)
+    rng = np.random.default_rng(9)
+    inputs = [random_float(rng, (1, 24, height, width)) for height, width in [(9, 7), (4, 11), (28, 28), (1, 1)]]
+    expected = [expected_of(x) for x in inputs]
+    turns = 600
+
+    def serve(worker: int) -> int:
+        for turn in range(turns):
+            size = (worker + turn) % len(inputs)
+            assert_same(shared.run(None, {"x": inputs[size]})[0], expected[size], f"thread {worker}, turn {turn}")
+        return turns
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(serve, range(4))) == [turns] * 4
