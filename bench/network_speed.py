@@ -5,9 +5,8 @@ larq-compute-engine==0.16.0`; its converter + Interpreter, best of its kernel op
 The contenders of one thread count run in interleaved rounds (timing.py), each turn after a pause that lets the
 previous contender's idle worker threads stop spinning (they would otherwise take the cores); the 2-thread scaling
 of bnn2onnx and of ORT float comes from one more set in which 1 and 2 threads are interleaved, with the machine's
-own scaling in the same rounds (popcount_floor.py: a register-only xor/popcount/add loop on 1 and on 2 threads;
-on a VM whose 2 vCPUs share one core's vector ports at that moment, it does not scale). Medians and their
-ratios are printed, with the load average around the measurement. Each contender's peak RSS is measured in a fresh
+own scaling in the same rounds (popcount_floor.py: a register-only xor/popcount/add loop on 1 and on 2 threads).
+Medians and their ratios are printed, with the load average around the measurement. Each contender's peak RSS is measured in a fresh
 process of its own (load the model, run it 5 times, read the process's high-water mark, VmHWM); file sizes are
 those of the models on disk.
 
@@ -27,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 from popcount_floor import load_probe
-from timing import interleaved_medians_ms
+from timing import Measured, interleaved_medians_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (1, 224, 224, 3)
-# Triples per thread of one probe run: a few milliseconds, like a network run, against ~0.05 ms to start a thread.
+# Triples per thread of one probe run: a few milliseconds, like a network run.
 PROBE_TRIPLES = 6_000_000
 # LCE's kernel options: (use_indirect_bgemm, use_xnnpack).
 LCE_OPTIONS = {"lce": (False, False), "lce indirect_bgemm": (True, False), "lce xnnpack": (False, True),
@@ -104,7 +103,8 @@ def export_models(name: str, folder: Path) -> dict[str, Path]:
     return paths | dict.fromkeys(LCE_OPTIONS, flatbuffer)
 
 
-def report(name: str, paths: dict[str, Path], rounds: int, probe: Callable[[int, int], None] | None) -> None:
+def report(name: str, paths: dict[str, Path], rounds: int,
+           probe: Callable[[int, int], Measured] | None) -> None:
     sizes = {kind: path.stat().st_size / 2**20 for kind, path in paths.items()}
     print(f"{name}: file size ORT float {sizes['ort float']:.1f} MiB, bnn2onnx {sizes['bnn2onnx']:.2f} MiB"
           + (f", LCE {sizes['lce']:.2f} MiB" if "lce" in sizes else ", LCE not installed"))

@@ -2,8 +2,9 @@
 popcount and add of 512-bit words, registers only) built with the system C compiler. A binary conv or dense of
 M outputs, N filters and a reduction of K bits needs M * N * K / 512 such triples at least, 3 vector instructions
 each on this CPU's 2 vector ports: their time is a floor for the layer (a popcount alone runs 1.5x faster, but
-every word needs its xor and its add). The same loop on 2 threads shows how far 2 threads can scale at that moment
-(on a VM whose 2 vCPUs share a core's vector ports, not at all).
+every word needs its xor and its add). The same loop on 2 threads shows how far 2 threads can scale at that moment.
+The probe times itself from the moment all its threads run: a thread started on an idle vCPU of this VM took up to
+1.6 ms to begin, which had made 2 threads of a 3 ms probe look no faster than one.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from timing import Measured
+
 SOURCE = Path(__file__).with_name("popcount_probe.c")
 WORD_BITS = 512
 
 
-def load_probe() -> Callable[[int, int], None] | None:
-    """A function running n triples on each of `threads` threads, or None (with the reason printed) when this
-    machine cannot build or run the probe (not x86-64 with AVX-512 VPOPCNTDQ, or no C compiler)."""
+def load_probe() -> Callable[[int, int], Measured] | None:
+    """A function running n triples on each of `threads` threads and returning the time they took, or None (with
+    the reason printed) when this machine cannot build or run the probe (not x86-64 with AVX-512 VPOPCNTDQ, or no
+    C compiler)."""
     cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if platform.machine() not in ("x86_64", "AMD64") or "avx512_vpopcntdq" not in cpu_flags or compiler is None:
@@ -38,11 +42,13 @@ def load_probe() -> Callable[[int, int], None] | None:
             return None
         triples = ctypes.CDLL(str(library)).triples
     triples.argtypes = [ctypes.c_long, ctypes.c_int]
-    triples.restype = ctypes.c_int
+    triples.restype = ctypes.c_double
 
-    def run(n: int, threads: int) -> None:
-        if triples(n, threads) != 0:
+    def run(n: int, threads: int) -> Measured:
+        seconds = triples(n, threads)
+        if seconds < 0:
             raise RuntimeError(f"popcount probe: could not start {threads} threads")
+        return Measured(seconds)
 
     return run
 

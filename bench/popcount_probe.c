@@ -4,6 +4,8 @@
 // design reaches on this machine at that moment.
 #include <immintrin.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 
 // 12 independent accumulators, as in the GEMM's 4 x 3 register tile: 4 broadcast rows x 3 panels, all in
 // registers. Spelled out: GCC keeps an array of vectors in memory, and its stores would be what is measured.
@@ -27,20 +29,43 @@ static void triple_loop(long n) {
 #undef TRIPLE
 }
 
-static void* triple_thread(void* n) {
-  triple_loop(*(const long*)n);
+// A start line for the threads of one call: a thread created on an idle vCPU of a VM can take milliseconds to
+// begin, which is not the machine's arithmetic; each thread waits here, spinning, until all of them run.
+struct start_line {
+  atomic_int arrived;
+  atomic_int threads;
+  long n;
+};
+
+static void wait_for_all(struct start_line* line) {
+  atomic_fetch_add(&line->arrived, 1);
+  while (atomic_load(&line->arrived) < atomic_load(&line->threads)) {
+  }
+}
+
+static void* triple_thread(void* arg) {
+  struct start_line* line = arg;
+  wait_for_all(line);
+  triple_loop(line->n);
   return 0;
 }
 
-// n triples on each of `threads` threads at once (at most 64), the caller being one of them. Returns 0, or -1
-// when a thread could not be started.
-int triples(long n, int threads) {
+// n triples on each of `threads` threads at once (at most 64), the caller being one of them. Returns the seconds
+// from the moment all of them run to the moment the last one is done, or -1 when a thread could not be started.
+double triples(long n, int threads) {
   pthread_t others[63];
+  struct start_line line = {0, threads, n};
   int started = 0;
   for (; started < threads - 1 && started < 63; ++started) {
-    if (pthread_create(&others[started], 0, triple_thread, &n) != 0) break;
+    if (pthread_create(&others[started], 0, triple_thread, &line) != 0) break;
   }
+  if (started != threads - 1) atomic_store(&line.threads, started + 1);  // releases the threads that did start
+  wait_for_all(&line);
+  struct timespec begin, end;
+  clock_gettime(CLOCK_MONOTONIC, &begin);
   triple_loop(n);
   for (int i = 0; i < started; ++i) pthread_join(others[i], 0);
-  return started == threads - 1 ? 0 : -1;
+  clock_gettime(CLOCK_MONOTONIC, &end);
+  if (started != threads - 1) return -1;
+  return (double)(end.tv_sec - begin.tv_sec) + (double)(end.tv_nsec - begin.tv_nsec) * 1e-9;
 }
