@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from popcount_floor import layer_triples, load_probe
-from timing import interleaved_medians_ms
+from timing import SPIN_PAUSE_S, interleaved_medians_ms
 
 import bnn2onnx
 from bnn2onnx.ops import reference, schema
@@ -133,7 +133,7 @@ def main() -> None:
             runs[f"binary{packed_out}"] = bound_run(session, layer.packed_x)
         if probe:
             runs["floor"] = partial(probe, layer.triples, 1)
-        medians = interleaved_medians_ms(runs, args.rounds)
+        medians = interleaved_medians_ms(runs, args.rounds, pause_s=SPIN_PAUSE_S if args.threads > 1 else 0.0)
         float_ms, binary_float, binary_packed = medians["float"], medians["binary0"], medians["binary1"]
         print(f"{layer.name:28s} {float_ms:9.3f}ms {binary_float:12.3f}ms {float_ms / binary_float:5.1f}x "
               f"{binary_packed:13.3f}ms {float_ms / binary_packed:5.1f}x"

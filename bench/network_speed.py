@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from popcount_floor import load_probe
-from timing import Measured, interleaved_medians_ms
+from timing import SPIN_PAUSE_S, Measured, interleaved_medians_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (1, 224, 224, 3)
@@ -113,7 +113,7 @@ def report(name: str, paths: dict[str, Path], rounds: int,
         load = os.getloadavg()[0]
         runs = {kind: runner(kind, path, threads) for kind, path in paths.items()}
         medians = interleaved_medians_ms({kind: partial(run, x) for kind, run in runs.items()}, rounds, timed=3,
-                                         warmup=1, pause_s=0.05)
+                                         warmup=1, pause_s=SPIN_PAUSE_S)
         ms = medians["bnn2onnx"]
         line = (f"  {threads} thread(s), medians of {rounds}x3 runs in interleaved rounds, load {load:.2f}->"
                 f"{os.getloadavg()[0]:.2f}: bnn2onnx {ms:.2f} ms, ORT float {medians['ort float']:.2f} ms "
@@ -131,7 +131,7 @@ def report(name: str, paths: dict[str, Path], rounds: int,
         scaled += ("machine",)
         scaling_runs |= {"machine 1": partial(probe, PROBE_TRIPLES, 1),
                          "machine 2": partial(probe, PROBE_TRIPLES // 2, 2)}
-    medians = interleaved_medians_ms(scaling_runs, rounds, timed=3, warmup=1, pause_s=0.05)
+    medians = interleaved_medians_ms(scaling_runs, rounds, timed=3, warmup=1, pause_s=SPIN_PAUSE_S)
     print("  2 threads over 1 (all in the same interleaved rounds): " + ", ".join(
         f"{kind} {medians[f'{kind} 1'] / medians[f'{kind} 2']:.2f}x ({medians[f'{kind} 1']:.2f} -> "
         f"{medians[f'{kind} 2']:.2f} ms)" for kind in scaled), flush=True)

@@ -12,6 +12,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+# Seconds to wait before a contender's turn when threads are involved: onnxruntime's idle intra-op workers spin
+# for 40-60 ms after a run (measured here from their CPU time), and a spinning worker takes a vCPU from the next
+# multi-threaded contender.
+SPIN_PAUSE_S = 0.15
+
 
 @dataclass(frozen=True)
 class Measured:
