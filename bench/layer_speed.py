@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from popcount_floor import layer_triples, load_probe
-from timing import SPIN_PAUSE_S, interleaved_medians_ms
+from timing import SPIN_PAUSE_S, HostLoad, interleaved_medians_ms
 
 import bnn2onnx
 from bnn2onnx.ops import reference, schema
@@ -133,11 +133,13 @@ def main() -> None:
             runs[f"binary{packed_out}"] = bound_run(session, layer.packed_x)
         if probe:
             runs["floor"] = partial(probe, layer.triples, 1)
+        load = HostLoad()
         medians = interleaved_medians_ms(runs, args.rounds, pause_s=SPIN_PAUSE_S if args.threads > 1 else 0.0)
         float_ms, binary_float, binary_packed = medians["float"], medians["binary0"], medians["binary1"]
         print(f"{layer.name:28s} {float_ms:9.3f}ms {binary_float:12.3f}ms {float_ms / binary_float:5.1f}x "
               f"{binary_packed:13.3f}ms {float_ms / binary_packed:5.1f}x"
-              + (f" {medians['floor']:7.3f}ms {float_ms / medians['floor']:5.1f}x" if probe else ""), flush=True)
+              + (f" {medians['floor']:7.3f}ms {float_ms / medians['floor']:5.1f}x" if probe else "") + f"  {load}",
+              flush=True)
 
 
 if __name__ == "__main__":

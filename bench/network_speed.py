@@ -6,9 +6,9 @@ The contenders of one thread count run in interleaved rounds (timing.py), each t
 previous contender's idle worker threads stop spinning (they would otherwise take the cores); the 2-thread scaling
 of bnn2onnx and of ORT float comes from one more set in which 1 and 2 threads are interleaved, with the machine's
 own scaling in the same rounds (popcount_floor.py: a register-only xor/popcount/add loop on 1 and on 2 threads).
-Medians and their ratios are printed, with the load average around the measurement. Each contender's peak RSS is measured in a fresh
-process of its own (load the model, run it 5 times, read the process's high-water mark, VmHWM); file sizes are
-those of the models on disk.
+Medians and their ratios are printed, with the host's load over the measurement (timing.HostLoad: load average,
+and the hypervisor's steal of the vCPUs). Each contender's peak RSS is measured in a fresh process of its own (load
+the model, run it 5 times, read the process's high-water mark, VmHWM); file sizes are those of the models on disk.
 
     python bench/network_speed.py [MODEL ...] [--rounds N]
 """
@@ -16,7 +16,6 @@ those of the models on disk.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from popcount_floor import load_probe
-from timing import SPIN_PAUSE_S, Measured, interleaved_medians_ms
+from timing import SPIN_PAUSE_S, HostLoad, Measured, interleaved_medians_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (1, 224, 224, 3)
@@ -110,14 +109,13 @@ def report(name: str, paths: dict[str, Path], rounds: int,
           + (f", LCE {sizes['lce']:.2f} MiB" if "lce" in sizes else ", LCE not installed"))
     x = np.random.default_rng(0).standard_normal(INPUT_SHAPE).astype(np.float32)
     for threads in (1, 2):
-        load = os.getloadavg()[0]
+        load = HostLoad()
         runs = {kind: runner(kind, path, threads) for kind, path in paths.items()}
         medians = interleaved_medians_ms({kind: partial(run, x) for kind, run in runs.items()}, rounds, timed=3,
                                          warmup=1, pause_s=SPIN_PAUSE_S)
         ms = medians["bnn2onnx"]
-        line = (f"  {threads} thread(s), medians of {rounds}x3 runs in interleaved rounds, load {load:.2f}->"
-                f"{os.getloadavg()[0]:.2f}: bnn2onnx {ms:.2f} ms, ORT float {medians['ort float']:.2f} ms "
-                f"({medians['ort float'] / ms:.2f}x)")
+        line = (f"  {threads} thread(s), medians of {rounds}x3 runs in interleaved rounds, {load}: bnn2onnx {ms:.2f} "
+                f"ms, ORT float {medians['ort float']:.2f} ms ({medians['ort float'] / ms:.2f}x)")
         lce = {kind: value for kind, value in medians.items() if kind in LCE_OPTIONS}
         if lce:
             best = min(lce, key=lce.__getitem__)
@@ -131,8 +129,9 @@ def report(name: str, paths: dict[str, Path], rounds: int,
         scaled += ("machine",)
         scaling_runs |= {"machine 1": partial(probe, PROBE_TRIPLES, 1),
                          "machine 2": partial(probe, PROBE_TRIPLES // 2, 2)}
+    load = HostLoad()
     medians = interleaved_medians_ms(scaling_runs, rounds, timed=3, warmup=1, pause_s=SPIN_PAUSE_S)
-    print("  2 threads over 1 (all in the same interleaved rounds): " + ", ".join(
+    print(f"  2 threads over 1 (all in the same interleaved rounds, {load}): " + ", ".join(
         f"{kind} {medians[f'{kind} 1'] / medians[f'{kind} 2']:.2f}x ({medians[f'{kind} 1']:.2f} -> "
         f"{medians[f'{kind} 2']:.2f} ms)" for kind in scaled), flush=True)
     kinds = ["ort float", "bnn2onnx"] + (["lce"] if "lce" in paths else [])

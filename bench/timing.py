@@ -7,10 +7,12 @@ measured.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 # Seconds to wait before a contender's turn when threads are involved: onnxruntime's idle intra-op workers spin
 # for 40-60 ms after a run (measured here from their CPU time), and a spinning worker takes a vCPU from the next
@@ -41,3 +43,30 @@ def interleaved_medians_ms(runs: Mapping[str, Callable[[], object]], rounds: int
                 elapsed = time.perf_counter() - start
                 times[name].append(result.seconds if isinstance(result, Measured) else elapsed)
     return {name: statistics.median(samples) * 1e3 for name, samples in times.items()}
+
+
+def _steal_and_total_jiffies() -> tuple[int, int] | None:
+    """Summed over the CPUs, the time the hypervisor ran other guests on them (steal) and all time, from
+    /proc/stat's "cpu" line; None where there is no such file."""
+    stat = Path("/proc/stat")
+    if not stat.exists():
+        return None
+    fields = [int(value) for value in stat.read_text().split("\n", 1)[0].split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+@dataclass
+class HostLoad:
+    """The machine's load over a measurement, from creation to str(): the load average at both ends, and on a VM the
+    share of its vCPUs' time the hypervisor gave to other guests (steal). A contended host shows here, not in the
+    load average: its vCPUs simply run less."""
+
+    load: float = field(default_factory=lambda: os.getloadavg()[0])
+    jiffies: tuple[int, int] | None = field(default_factory=_steal_and_total_jiffies)
+
+    def __str__(self) -> str:
+        text = f"load {self.load:.2f}->{os.getloadavg()[0]:.2f}"
+        now = _steal_and_total_jiffies()
+        if self.jiffies is None or now is None or now[1] == self.jiffies[1]:
+            return text
+        return text + f", steal {100 * (now[0] - self.jiffies[0]) / (now[1] - self.jiffies[1]):.1f}%"
