@@ -73,10 +73,15 @@ def bound_run(session: ort.InferenceSession, x: np.ndarray) -> Callable[[], obje
     return lambda: (session.run_with_iobinding(binding), output)
 
 
-def _output_params(c_out: int, packed_out: int) -> dict[str, np.ndarray]:
-    if packed_out:
-        return {"a": np.zeros(c_out, np.int32), "b": np.ones(c_out, np.int32)}
-    return {"a": np.ones(c_out, np.float32), "b": np.zeros(c_out, np.float32)}
+def _binary_models(op_type: str, packed_x: np.ndarray, packed_w: np.ndarray, c_out: int,
+                   **attributes: object) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """The binary op with float output (multiplier 1, bias 0) and with packed output (threshold 0, direction 1)."""
+    float_params = {"a": np.ones(c_out, np.float32), "b": np.zeros(c_out, np.float32)}
+    packed_params = {"a": np.zeros(c_out, np.int32), "b": np.ones(c_out, np.int32)}
+    return tuple(
+        _model(schema.make_node(op_type, ["x", "w", "a", "b"], ["y"], packed_output=packed_out, **attributes),
+               packed_x, {"w": packed_w, **params}, TensorProto.INT32 if packed_out else TensorProto.FLOAT)
+        for packed_out, params in enumerate((float_params, packed_params)))
 
 
 def conv_layer(rng: np.random.Generator, c_in: int, c_out: int, size: int, k: int, stride: int) -> Layer:
@@ -86,11 +91,8 @@ def conv_layer(rng: np.random.Generator, c_in: int, c_out: int, size: int, k: in
     float_model = _model(helper.make_node("Conv", ["x", "w"], ["y"], pads=[pad] * 4, strides=[stride] * 2), x,
                          {"w": w}, TensorProto.FLOAT)
     packed_x = aligned_copy(reference.bit_pack(x))
-    binary_models = tuple(
-        _model(schema.make_node(schema.BINARY_CONV2D, ["x", "w", "a", "b"], ["y"], channels_in=c_in, pads=[pad] * 4,
-                                strides=[stride] * 2, packed_output=packed_out), packed_x,
-               {"w": pack_conv_weights(w), **_output_params(c_out, packed_out)},
-               TensorProto.INT32 if packed_out else TensorProto.FLOAT) for packed_out in (0, 1))
+    binary_models = _binary_models(schema.BINARY_CONV2D, packed_x, pack_conv_weights(w), c_out, channels_in=c_in,
+                                   pads=[pad] * 4, strides=[stride] * 2)
     out_size = (size + 2 * pad - k) // stride + 1
     return Layer(f"{k}x{k}/s{stride} {c_in}->{c_out}@{size}", x, packed_x, float_model, binary_models,
                  layer_triples(out_size * out_size, c_out, k * k * c_in))
@@ -102,11 +104,7 @@ def dense_layer(rng: np.random.Generator, c_in: int, c_out: int, batch: int) -> 
     float_model = _model(helper.make_node("MatMul", ["x", "w"], ["y"]), x, {"w": np.ascontiguousarray(w.T)},
                          TensorProto.FLOAT)
     packed_x = aligned_copy(reference.bit_pack(x))
-    binary_models = tuple(
-        _model(schema.make_node(schema.BINARY_DENSE, ["x", "w", "a", "b"], ["y"], channels_in=c_in,
-                                packed_output=packed_out), packed_x,
-               {"w": pack_dense_weights(w), **_output_params(c_out, packed_out)},
-               TensorProto.INT32 if packed_out else TensorProto.FLOAT) for packed_out in (0, 1))
+    binary_models = _binary_models(schema.BINARY_DENSE, packed_x, pack_dense_weights(w), c_out, channels_in=c_in)
     return Layer(f"dense {c_in}->{c_out} x{batch}", x, packed_x, float_model, binary_models,
                  layer_triples(batch, c_out, c_in))
 
