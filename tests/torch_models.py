@@ -168,8 +168,12 @@ class BiRealNet18(nn.Module):
 def trained_looking(model: nn.Module, seed: int) -> nn.Module:
     """Trained-looking BN statistics and affine parameters (fresh ones are the identity), negative gammas
     included, ReActNet shifts, and Bi-Real weights of both signs (its init, rand * 0.001, is all positive); in
-    eval mode."""
+    eval mode. Every parameter is drawn again from `seed`, so the model does not depend on the global random state
+    that earlier tests left when it was built."""
     torch.manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.reset_parameters()
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, HardBinaryConv):  # torch.randn does return exact zeros (2 in 10^7)
