@@ -115,9 +115,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    probe = load_probe() if args.threads == 1 else None
+    probe = load_probe()
+    floor = probe is not None and args.threads == 1
     print(f"{'layer':28s} {'float op':>11s} {'binary->float':>14s} {'ratio':>6s} {'binary->packed':>15s} "
-          f"{'ratio':>6s}" + (f" {'floor':>9s} {'ratio':>6s}" if probe else "")
+          f"{'ratio':>6s}" + (f" {'floor':>9s} {'ratio':>6s}" if floor else "")
           + f"   ({args.threads} thread(s), medians of {args.rounds}x5 runs)")
     layers = [conv_layer(rng, *shape) for shape in SHAPES] + [dense_layer(rng, *shape) for shape in DENSE_SHAPES]
     for layer in layers:
@@ -129,14 +130,15 @@ def main() -> None:
         for packed_out, model in enumerate(layer.binary_models):
             session = bnn2onnx.inference_session(model, intra_op_num_threads=args.threads)
             runs[f"binary{packed_out}"] = bound_run(session, layer.packed_x)
-        if probe:
-            runs["floor"] = partial(probe, layer.triples, 1)
-        load = HostLoad()
-        medians = interleaved_medians_ms(runs, args.rounds, pause_s=SPIN_PAUSE_S if args.threads > 1 else 0.0)
+        if floor:
+            runs["floor"] = partial(probe.triples, layer.triples, 1)
+        load = HostLoad(probe.l1_load_seconds if probe else None)
+        medians = interleaved_medians_ms(runs, args.rounds, pause_s=SPIN_PAUSE_S if args.threads > 1 else 0.0,
+                                         host=load)
         float_ms, binary_float, binary_packed = medians["float"], medians["binary0"], medians["binary1"]
         print(f"{layer.name:28s} {float_ms:9.3f}ms {binary_float:12.3f}ms {float_ms / binary_float:5.1f}x "
               f"{binary_packed:13.3f}ms {float_ms / binary_packed:5.1f}x"
-              + (f" {medians['floor']:7.3f}ms {float_ms / medians['floor']:5.1f}x" if probe else "") + f"  {load}",
+              + (f" {medians['floor']:7.3f}ms {float_ms / medians['floor']:5.1f}x" if floor else "") + f"  {load}",
               flush=True)
 
 

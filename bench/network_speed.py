@@ -7,8 +7,9 @@ previous contender's idle worker threads stop spinning (they would otherwise tak
 of bnn2onnx and of ORT float comes from one more set in which 1 and 2 threads are interleaved, with the machine's
 own scaling in the same rounds (popcount_floor.py: a register-only xor/popcount/add loop on 1 and on 2 threads).
 Medians and their ratios are printed, with the host's load over the measurement (timing.HostLoad: load average,
-and the hypervisor's steal of the vCPUs). Each contender's peak RSS is measured in a fresh process of its own (load
-the model, run it 5 times, read the process's high-water mark, VmHWM); file sizes are those of the models on disk.
+the hypervisor's steal of the vCPUs, and how much slower than at their fastest the core's loads ran). Each
+contender's peak RSS is measured in a fresh process of its own (load the model, run it 5 times, read the process's
+high-water mark, VmHWM); file sizes are those of the models on disk.
 
     python bench/network_speed.py [MODEL ...] [--rounds N]
 """
@@ -24,8 +25,8 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from popcount_floor import load_probe
-from timing import SPIN_PAUSE_S, HostLoad, Measured, interleaved_medians_ms
+from popcount_floor import MachineProbe, load_probe
+from timing import SPIN_PAUSE_S, HostLoad, interleaved_medians_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (1, 224, 224, 3)
@@ -103,16 +104,16 @@ def export_models(name: str, folder: Path) -> dict[str, Path]:
 
 
 def report(name: str, paths: dict[str, Path], rounds: int,
-           probe: Callable[[int, int], Measured] | None) -> None:
+           probe: MachineProbe | None) -> None:
     sizes = {kind: path.stat().st_size / 2**20 for kind, path in paths.items()}
     print(f"{name}: file size ORT float {sizes['ort float']:.1f} MiB, bnn2onnx {sizes['bnn2onnx']:.2f} MiB"
           + (f", LCE {sizes['lce']:.2f} MiB" if "lce" in sizes else ", LCE not installed"))
     x = np.random.default_rng(0).standard_normal(INPUT_SHAPE).astype(np.float32)
     for threads in (1, 2):
-        load = HostLoad()
+        load = HostLoad(probe.l1_load_seconds if probe else None)
         runs = {kind: runner(kind, path, threads) for kind, path in paths.items()}
         medians = interleaved_medians_ms({kind: partial(run, x) for kind, run in runs.items()}, rounds, timed=3,
-                                         warmup=1, pause_s=SPIN_PAUSE_S)
+                                         warmup=1, pause_s=SPIN_PAUSE_S, host=load)
         ms = medians["bnn2onnx"]
         line = (f"  {threads} thread(s), medians of {rounds}x3 runs in interleaved rounds, {load}: bnn2onnx {ms:.2f} "
                 f"ms, ORT float {medians['ort float']:.2f} ms ({medians['ort float'] / ms:.2f}x)")
@@ -127,10 +128,10 @@ def report(name: str, paths: dict[str, Path], rounds: int,
                     for kind in scaled for threads in (1, 2)}
     if probe:
         scaled += ("machine",)
-        scaling_runs |= {"machine 1": partial(probe, PROBE_TRIPLES, 1),
-                         "machine 2": partial(probe, PROBE_TRIPLES // 2, 2)}
-    load = HostLoad()
-    medians = interleaved_medians_ms(scaling_runs, rounds, timed=3, warmup=1, pause_s=SPIN_PAUSE_S)
+        scaling_runs |= {"machine 1": partial(probe.triples, PROBE_TRIPLES, 1),
+                         "machine 2": partial(probe.triples, PROBE_TRIPLES // 2, 2)}
+    load = HostLoad(probe.l1_load_seconds if probe else None)
+    medians = interleaved_medians_ms(scaling_runs, rounds, timed=3, warmup=1, pause_s=SPIN_PAUSE_S, host=load)
     print(f"  2 threads over 1 (all in the same interleaved rounds, {load}): " + ", ".join(
         f"{kind} {medians[f'{kind} 1'] / medians[f'{kind} 2']:.2f}x ({medians[f'{kind} 1']:.2f} -> "
         f"{medians[f'{kind} 2']:.2f} ms)" for kind in scaled), flush=True)

@@ -4,7 +4,8 @@ M outputs, N filters and a reduction of K bits needs M * N * K / 512 such triple
 each on this CPU's 2 vector ports: their time is a floor for the layer (a popcount alone runs 1.5x faster, but
 every word needs its xor and its add). The same loop on 2 threads shows how far 2 threads can scale at that moment.
 The probe times itself from the moment all its threads run: a thread started on an idle vCPU of this VM took up to
-1.6 ms to begin, which had made 2 threads of a 3 ms probe look no faster than one.
+1.6 ms to begin, which had made 2 threads of a 3 ms probe look no faster than one. The probe also samples the
+host's state (timing.HostLoad): how fast the core's loads from L1 run at that moment.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from timing import Measured
@@ -24,10 +25,33 @@ SOURCE = Path(__file__).with_name("popcount_probe.c")
 WORD_BITS = 512
 
 
-def load_probe() -> Callable[[int, int], Measured] | None:
-    """A function running n triples on each of `threads` threads and returning the time they took, or None (with
-    the reason printed) when this machine cannot build or run the probe (not x86-64 with AVX-512 VPOPCNTDQ, or no
-    C compiler)."""
+# A sample of the host's state: the fastest of 3 timings of 50 passes over 32 KB, each about 10 us when the core's
+# loads run at full speed.
+L1_PASSES, L1_REPEATS = 50, 3
+
+
+@dataclass(frozen=True)
+class MachineProbe:
+    """popcount_probe.c, built and loaded: the machine's arithmetic limit and a sample of its cores' state."""
+
+    library: ctypes.CDLL
+
+    def triples(self, n: int, threads: int) -> Measured:
+        """n triples on each of `threads` threads, and the time they took."""
+        seconds = self.library.triples(n, threads)
+        if seconds < 0:
+            raise RuntimeError(f"popcount probe: could not start {threads} threads")
+        return Measured(seconds)
+
+    def l1_load_seconds(self) -> float:
+        """The fastest of L1_REPEATS timings of L1_PASSES sums of a 32 KB buffer on the calling thread: it varies with
+        the host's state."""
+        return self.library.l1_load_seconds(L1_PASSES, L1_REPEATS)
+
+
+def load_probe() -> MachineProbe | None:
+    """The probe, or None (with the reason printed) when this machine cannot build or run it (not x86-64 with
+    AVX-512 VPOPCNTDQ, or no C compiler)."""
     cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if platform.machine() not in ("x86_64", "AMD64") or "avx512_vpopcntdq" not in cpu_flags or compiler is None:
@@ -40,17 +64,12 @@ def load_probe() -> Callable[[int, int], Measured] | None:
         if build.returncode != 0:
             print(f"(no popcount floor: building {SOURCE.name} failed: {build.stderr.strip()[:200]})")
             return None
-        triples = ctypes.CDLL(str(library)).triples
-    triples.argtypes = [ctypes.c_long, ctypes.c_int]
-    triples.restype = ctypes.c_double
-
-    def run(n: int, threads: int) -> Measured:
-        seconds = triples(n, threads)
-        if seconds < 0:
-            raise RuntimeError(f"popcount probe: could not start {threads} threads")
-        return Measured(seconds)
-
-    return run
+        loaded = ctypes.CDLL(str(library))
+    loaded.triples.argtypes = [ctypes.c_long, ctypes.c_int]
+    loaded.triples.restype = ctypes.c_double
+    loaded.l1_load_seconds.argtypes = [ctypes.c_long, ctypes.c_int]
+    loaded.l1_load_seconds.restype = ctypes.c_double
+    return MachineProbe(loaded)
 
 
 def layer_triples(outputs: int, filters: int, reduction_bits: int) -> int:

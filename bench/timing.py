@@ -28,9 +28,10 @@ class Measured:
 
 
 def interleaved_medians_ms(runs: Mapping[str, Callable[[], object]], rounds: int, timed: int = 5, warmup: int = 2,
-                           pause_s: float = 0.0) -> dict[str, float]:
+                           pause_s: float = 0.0, host: HostLoad | None = None) -> dict[str, float]:
     """Median milliseconds per contender over `rounds` rounds of `warmup` untimed and `timed` timed runs each,
-    with `pause_s` seconds of sleep before each contender's turn. A run returning a Measured is timed by it."""
+    with `pause_s` seconds of sleep before each contender's turn and the host's state sampled after it. A run
+    returning a Measured is timed by it."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
@@ -42,6 +43,8 @@ def interleaved_medians_ms(runs: Mapping[str, Callable[[], object]], rounds: int
                 result = run()
                 elapsed = time.perf_counter() - start
                 times[name].append(result.seconds if isinstance(result, Measured) else elapsed)
+            if host:
+                host.sample()
     return {name: statistics.median(samples) * 1e3 for name, samples in times.items()}
 
 
@@ -57,16 +60,27 @@ def _steal_and_total_jiffies() -> tuple[int, int] | None:
 
 @dataclass
 class HostLoad:
-    """The machine's load over a measurement, from creation to str(): the load average at both ends, and on a VM the
-    share of its vCPUs' time the hypervisor gave to other guests (steal). A contended host shows here, not in the
-    load average: its vCPUs simply run less."""
+    """The machine's load over a measurement, from creation to str(): the load average at both ends, on a VM the
+    share of its vCPUs' time the hypervisor gave to other guests (steal), and with an `l1_probe` (seconds of a fixed
+    loop of loads from L1) the median of its samples over their fastest. A contended host shows in steal, not in the
+    load average: its vCPUs simply run less. A shared core shows in neither: on this VM, loads ran 1.6x slower in
+    phases of seconds while steal stayed near 0 and register-only arithmetic kept its speed."""
 
+    l1_probe: Callable[[], float] | None = None
     load: float = field(default_factory=lambda: os.getloadavg()[0])
     jiffies: tuple[int, int] | None = field(default_factory=_steal_and_total_jiffies)
+    l1_samples: list[float] = field(default_factory=list)
+
+    def sample(self) -> None:
+        if self.l1_probe:
+            self.l1_samples.append(self.l1_probe())
 
     def __str__(self) -> str:
         text = f"load {self.load:.2f}->{os.getloadavg()[0]:.2f}"
         now = _steal_and_total_jiffies()
-        if self.jiffies is None or now is None or now[1] == self.jiffies[1]:
-            return text
-        return text + f", steal {100 * (now[0] - self.jiffies[0]) / (now[1] - self.jiffies[1]):.1f}%"
+        if self.jiffies is not None and now is not None and now[1] != self.jiffies[1]:
+            text += f", steal {100 * (now[0] - self.jiffies[0]) / (now[1] - self.jiffies[1]):.1f}%"
+        if self.l1_samples:
+            slowdown = statistics.median(self.l1_samples) / min(self.l1_samples)
+            text += f", L1 loads {slowdown:.2f}x their fastest"
+        return text
