@@ -29,6 +29,10 @@ static void triple_loop(long n) {
 #undef TRIPLE
 }
 
+static double seconds_between(struct timespec begin, struct timespec end) {
+  return (double)(end.tv_sec - begin.tv_sec) + (double)(end.tv_nsec - begin.tv_nsec) * 1e-9;
+}
+
 // A start line for the threads of one call: a thread created on an idle vCPU of a VM can take milliseconds to
 // begin, which is not the machine's arithmetic; each thread waits here, spinning, until all of them run.
 struct start_line {
@@ -67,24 +71,26 @@ double triples(long n, int threads) {
   for (int i = 0; i < started; ++i) pthread_join(others[i], 0);
   clock_gettime(CLOCK_MONOTONIC, &end);
   if (started != threads - 1) return -1;
-  return (double)(end.tv_sec - begin.tv_sec) + (double)(end.tv_nsec - begin.tv_nsec) * 1e-9;
+  return seconds_between(begin, end);
 }
 
 // The host's state, which no load average shows: on this VM the cores' loads from L1 ran 1.6x slower (at times
 // 4x) in phases of seconds, another guest sharing the core most likely, while register-only arithmetic
 // (triple_loop) and the clock did not change. The fastest of `repeats` timings of `passes` sums of a 32 KB buffer
 // (512-bit loads into one chain of adds), after an untimed pass that brings the buffer back into L1.
+#define PROBE_WORDS (32768 / sizeof(__m512i))
+
 static __m512i sum_passes(const __m512i* words, long passes) {
   __m512i sum = _mm512_setzero_si512();
   for (long pass = 0; pass < passes; ++pass) {
-    for (unsigned i = 0; i < 32768 / sizeof(__m512i); ++i) sum = _mm512_add_epi32(sum, words[i]);
+    for (unsigned i = 0; i < PROBE_WORDS; ++i) sum = _mm512_add_epi32(sum, words[i]);
     __asm__ volatile("" : "+v"(sum));  // each pass loads again
   }
   return sum;
 }
 
 double l1_load_seconds(long passes, int repeats) {
-  static __m512i buffer[32768 / sizeof(__m512i)];
+  static __m512i buffer[PROBE_WORDS];
   const __m512i* words = buffer;
   __asm__ volatile("" : "+r"(words));  // contents the compiler cannot know (they are zeros), so it loads them
   __m512i sum = sum_passes(words, 1);
@@ -94,7 +100,7 @@ double l1_load_seconds(long passes, int repeats) {
     clock_gettime(CLOCK_MONOTONIC, &begin);
     sum = _mm512_add_epi32(sum, sum_passes(words, passes));
     clock_gettime(CLOCK_MONOTONIC, &end);
-    const double seconds = (double)(end.tv_sec - begin.tv_sec) + (double)(end.tv_nsec - begin.tv_nsec) * 1e-9;
+    const double seconds = seconds_between(begin, end);
     if (fastest < 0 || seconds < fastest) fastest = seconds;
   }
   __asm__ volatile("" : : "v"(sum));
