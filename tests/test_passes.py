@@ -215,6 +215,35 @@ def test_add_that_broadcasts_or_reads_the_layer_output_stays_separate() -> None:
                                atol=1e-5)
 
 
+def nhwc_stem(channels: int, kernel: tuple[int, int], shape: list, **attrs) -> onnx.ModelProto:
+    """Conv(Transpose(x)) with a bias: a Keras model's float stem as tf2onnx writes it."""
+    nodes = [helper.make_node("Transpose", ["x"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["nchw", "w", "b"], ["y"], **attrs)]
+    inits = {"w": RNG.standard_normal((6, channels) + kernel).astype(np.float32),
+             "b": RNG.standard_normal(6).astype(np.float32)}
+    return model(nodes, inits, shape)
+
+
+def test_stem_conv_reads_the_nhwc_image_in_place_and_matches_float() -> None:
+    for channels, kernel, attrs in [(3, (3, 3), {"strides": [2, 2], "pads": [0, 0, 1, 1]}),
+                                    (1, (5, 5), {"pads": [2, 2, 2, 2], "dilations": [2, 1]}),
+                                    (4, (3, 7), {"strides": [1, 3], "pads": [1, 3, 0, 2]})]:
+        source = nhwc_stem(channels, kernel, ["n", 9, 11, channels], **attrs)
+        converted, report = optimize(source)
+        assert [n.op_type for n in converted.graph.node] == ["Reshape", "Conv"]
+        assert results(report)["fold_input_transpose"] == (1, [])
+        x = RNG.standard_normal((2, 9, 11, channels)).astype(np.float32)
+        np.testing.assert_allclose(run(converted, {"x": x}), run(source, {"x": x}, custom_ops=False), rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_transpose_stays_before_a_conv_of_many_channels_or_dilated_along_the_width() -> None:
+    _, many_channels = optimize(nhwc_stem(8, (3, 3), [1, 5, 5, 8]))
+    converted, dilated = optimize(nhwc_stem(3, (3, 3), [1, 5, 5, 3], dilations=[1, 2]))
+    assert "Transpose" in {n.op_type for n in converted.graph.node}
+    assert results(many_channels)["fold_input_transpose"] == results(dilated)["fold_input_transpose"] == (0, [])
+
+
 def test_cli_converts_a_float_onnx_file_and_verifies_against_onnxruntime(tmp_path) -> None:
     weights = RNG.choice([-1.0, 1.0], (16, 8, 3, 3)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w0"], ["stem"], pads=[1, 1, 1, 1])] + where_binarizer("stem", "s") + [

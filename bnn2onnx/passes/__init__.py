@@ -21,6 +21,7 @@ from bnn2onnx.passes import (
     dedupe_constants,
     drop_broadcast_expands,
     fold_constants,
+    fold_input_transpose,
     fold_output_affine,
     fuse_binary_conv,
     fuse_binary_dense,
@@ -53,6 +54,7 @@ Stage = tuple[Pass, ...]
 # - a shortcut's Add after that, once the layer's output is the tensor the Add reads, and a ReLU after the Add;
 # - then packed tensors that are unpacked and repacked cancel; a BitPack of a binary conv's float output becomes
 #   that layer's packed output 1, and a BitPack left with one binary reader is fused into that reader;
+# - a float stem conv reading the NHWC image through a Transpose then reads the image in place;
 # - last, equal constants created along the way are shared.
 CANONICALISE: Stage = (
     drop_broadcast_expands.run,
@@ -73,6 +75,7 @@ BINARIZE: Stage = (
     cancel_pack_unpack.run,
     fuse_output_packing.run,
     fuse_input_packing.run,
+    fold_input_transpose.run,
     dedupe_constants.run,
 )
 PIPELINE: tuple[Stage, ...] = (CANONICALISE, BINARIZE)
