@@ -6,15 +6,12 @@ The contenders of one thread count run in interleaved rounds (timing.py), each t
 previous contender's idle worker threads stop spinning (they would otherwise take the cores); the 2-thread scaling
 of bnn2onnx and of ORT float comes from one more set in which 1 and 2 threads are interleaved, with the machine's
 own scaling in the same rounds (popcount_floor.py: a register-only xor/popcount/add loop on 1 and on 2 threads).
-This VM's cores run their loads from L1 fast or 1.6x slower in phases of seconds, and 2-thread runs, which need
-both cores, catch the fast state less often than 1-thread runs do: bnn2onnx's scaling is also measured from the
-runs during which every vCPU stayed in one state (timing.state_matched_medians_ms), like against like.
 Medians and their ratios are printed, with the host's load over the measurement (timing.HostLoad: load average,
 the hypervisor's steal of the vCPUs, and how much slower than at their fastest the core's loads ran). Each
 contender's peak RSS is measured in a fresh process of its own (load the model, run it 5 times, read the process's
 high-water mark, VmHWM); file sizes are those of the models on disk.
 
-    python bench/network_speed.py [MODEL ...] [--rounds N] [--matched-turns N]
+    python bench/network_speed.py [MODEL ...] [--rounds N]
 """
 
 from __future__ import annotations
@@ -29,14 +26,12 @@ from pathlib import Path
 
 import numpy as np
 from popcount_floor import MachineProbe, load_probe
-from timing import SLOW_STATE, SPIN_PAUSE_S, HostLoad, StateMedians, interleaved_medians_ms, state_matched_medians_ms
+from timing import SPIN_PAUSE_S, HostLoad, interleaved_medians_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (1, 224, 224, 3)
 # Triples per thread of one probe run: a few milliseconds, like a network run.
 PROBE_TRIPLES = 6_000_000
-# Fewer runs than this in a state, for either thread count, are too few for a median.
-MIN_STATE_RUNS = 20
 # LCE's kernel options: (use_indirect_bgemm, use_xnnpack).
 LCE_OPTIONS = {"lce": (False, False), "lce indirect_bgemm": (True, False), "lce xnnpack": (False, True),
                "lce indirect_bgemm+xnnpack": (True, True)}
@@ -108,19 +103,7 @@ def export_models(name: str, folder: Path) -> dict[str, Path]:
     return paths | dict.fromkeys(LCE_OPTIONS, flatbuffer)
 
 
-def scaling_by_state(medians: StateMedians) -> str:
-    """bnn2onnx's 2-thread scaling in each state of the host in which both thread counts ran often enough."""
-    parts = []
-    for state, by_threads in (("slow", medians.slow), ("fast", medians.fast)):
-        (ms_1, runs_1), (ms_2, runs_2) = by_threads.get("1", (0.0, 0)), by_threads.get("2", (0.0, 0))
-        if min(runs_1, runs_2) < MIN_STATE_RUNS:
-            parts.append(f"all {state}: too few runs ({runs_1} and {runs_2})")
-        else:
-            parts.append(f"all {state} {ms_1 / ms_2:.2f}x ({ms_1:.2f} -> {ms_2:.2f} ms, {runs_1} and {runs_2} runs)")
-    return ", ".join(parts)
-
-
-def report(name: str, paths: dict[str, Path], rounds: int, matched_turns: int,
+def report(name: str, paths: dict[str, Path], rounds: int,
            probe: MachineProbe | None) -> None:
     sizes = {kind: path.stat().st_size / 2**20 for kind, path in paths.items()}
     print(f"{name}: file size ORT float {sizes['ort float']:.1f} MiB, bnn2onnx {sizes['bnn2onnx']:.2f} MiB"
@@ -152,12 +135,6 @@ def report(name: str, paths: dict[str, Path], rounds: int, matched_turns: int,
     print(f"  2 threads over 1 (all in the same interleaved rounds, {load}): " + ", ".join(
         f"{kind} {medians[f'{kind} 1'] / medians[f'{kind} 2']:.2f}x ({medians[f'{kind} 1']:.2f} -> "
         f"{medians[f'{kind} 2']:.2f} ms)" for kind in scaled), flush=True)
-    if probe:
-        matched = state_matched_medians_ms({str(t): scaling_runs[f"bnn2onnx {t}"] for t in (1, 2)}, matched_turns,
-                                           probe.l1_load_seconds)
-        print(f"  bnn2onnx 2 threads over 1, in runs during which every vCPU stayed fast or stayed slow (L1 loads "
-              f"within {SLOW_STATE}x of their fastest, or beyond, on each just before and after): "
-              f"{scaling_by_state(matched)}", flush=True)
     kinds = ["ort float", "bnn2onnx"] + (["lce"] if "lce" in paths else [])
     print("  peak RSS (fresh process, 1 thread): "
           + ", ".join(f"{kind} {peak_rss_mib(kind, paths[kind]):.0f} MiB" for kind in kinds), flush=True)
@@ -167,8 +144,6 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("models", nargs="*", default=["QuickNet", "BiRealNet"])
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--matched-turns", type=int, default=80,
-                        help="turns of 2 runs per thread count for the scaling by the host's state")
     parser.add_argument("--rss-of", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_of:
@@ -177,7 +152,7 @@ def main() -> None:
     probe = load_probe()
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models:
-            report(name, export_models(name, Path(folder)), args.rounds, args.matched_turns, probe)
+            report(name, export_models(name, Path(folder)), args.rounds, probe)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ measured.
 from __future__ import annotations
 
 import os
-import random
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -85,62 +84,3 @@ class HostLoad:
             slowdown = statistics.median(self.l1_samples) / min(self.l1_samples)
             text += f", L1 loads {slowdown:.2f}x their fastest"
         return text
-
-
-def l1_load_per_cpu(l1_probe: Callable[[], float]) -> list[float]:
-    """The L1 probe run on each CPU this process may use, the calling thread pinned to each in turn (Linux; where
-    threads cannot be pinned, one sample from wherever it runs)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return [l1_probe()]
-    cpus = os.sched_getaffinity(0)
-    samples = []
-    try:
-        for cpu in sorted(cpus):
-            os.sched_setaffinity(0, {cpu})
-            samples.append(l1_probe())
-    finally:
-        os.sched_setaffinity(0, cpus)
-    return samples
-
-
-# A CPU's L1 probe counts as slow beyond this multiple of the fastest sample of the measurement.
-SLOW_STATE = 1.3
-
-
-@dataclass
-class StateMedians:
-    """Per contender, the median milliseconds of its runs during which every CPU stayed in one state, fast or
-    slow (the L1 probe on each CPU just before and just after the run), with their numbers of runs."""
-
-    fast: dict[str, tuple[float, int]]
-    slow: dict[str, tuple[float, int]]
-
-
-def state_matched_medians_ms(runs: Mapping[str, Callable[[], object]], turns: int, l1_probe: Callable[[], float],
-                             timed: int = 2, pause_s: float = SPIN_PAUSE_S) -> StateMedians:
-    """Runs the contenders in `turns` turns each (random order per round), `timed` timed runs a turn, each after
-    an untimed one and between two samples of the L1 probe on every CPU; the medians of the runs whose CPUs were
-    all fast, or all slow, on both sides. Medians over all runs compare a contender that happened to run more
-    often in the host's fast state with one that did not; these compare like with like. Each sample follows
-    `pause_s` of sleep: a worker thread still spinning after a run would share its CPU with the probe."""
-    samples: list[tuple[str, float, list[float]]] = []
-    for _ in range(turns):
-        for name in random.sample(list(runs), len(runs)):
-            for _ in range(timed):
-                time.sleep(pause_s)
-                before = l1_load_per_cpu(l1_probe)
-                runs[name]()
-                start = time.perf_counter()
-                runs[name]()
-                elapsed = time.perf_counter() - start
-                time.sleep(pause_s)
-                samples.append((name, elapsed * 1e3, before + l1_load_per_cpu(l1_probe)))
-    fastest = min(min(probes) for _, _, probes in samples)
-    states: dict[str, dict[str, list[float]]] = {"fast": {}, "slow": {}}
-    for name, ms, probes in samples:
-        if all(p <= SLOW_STATE * fastest for p in probes):
-            states["fast"].setdefault(name, []).append(ms)
-        elif all(p > SLOW_STATE * fastest for p in probes):
-            states["slow"].setdefault(name, []).append(ms)
-    return StateMedians(**{state: {name: (statistics.median(times), len(times)) for name, times in by_name.items()}
-                           for state, by_name in states.items()})
