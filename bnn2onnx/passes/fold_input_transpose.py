@@ -7,8 +7,8 @@ an [N, 1, H, W * C] one in which pixel w's channels are columns w * C .. w * C +
 w'[o, 0, kh, kw * C + c] = w[o, c, kh, kw] and the left and right pads times C. The same products, summed in
 another order (float rounding only). Measured with onnxruntime 1.32 on AVX-512 at 224x224 (Transpose and conv
 against Reshape and conv): 3 channels, QuickNet's stem (3x3 stride 2, 16 filters) 1.3-1.5x, BiRealNet's (7x7
-stride 2, 64 filters) 1.1-1.2x; 4 and 8 channels 1.2x and 1.4x; but 16 channels at 56x56 0.92x, so only images of
-up to MAX_CHANNELS channels are rewritten.
+stride 2, 64 filters) 1.1-1.2x; 4 and 8 channels 1.2x and 1.4x; 16 channels at 56x56 0.92x. Only images of up to
+MAX_CHANNELS channels are rewritten: at 8, onnxruntime's NCHWc block on AVX2, nothing was measured on AVX2.
 """
 
 from __future__ import annotations
@@ -33,17 +33,17 @@ def _image_of(transpose: gs.Node) -> tuple[int, int, int] | None:
     return (height, width, channels) if channels <= MAX_CHANNELS else None
 
 
-def _foldable(conv: gs.Node, channels: int) -> bool:
-    """Whether the conv can read the view: a plain conv (constant weights, one group, explicit pads) that is not
-    dilated along the width (its taps would no longer be whole pixels apart in the view)."""
+def _foldable_weights(conv: gs.Node, channels: int) -> np.ndarray | None:
+    """The weights of a conv that can read the view: a plain conv (constant weights, one group, explicit pads) not
+    dilated along the width (its taps would no longer be whole pixels apart in the view); else None."""
     weights = constant(conv.inputs[1]) if len(conv.inputs) > 1 else None
-    return (weights is not None and weights.ndim == 4 and weights.shape[1] == channels
-            and conv.attrs.get("group", 1) == 1 and conv.attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET")
-            and list(conv.attrs.get("dilations", [1, 1]))[1] == 1)
+    foldable = (weights is not None and weights.ndim == 4 and weights.shape[1] == channels
+                and conv.attrs.get("group", 1) == 1 and conv.attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET")
+                and list(conv.attrs.get("dilations", [1, 1]))[1] == 1)
+    return weights if foldable else None
 
 
-def _fold(conv: gs.Node, view: gs.Variable, channels: int) -> None:
-    weights = constant(conv.inputs[1])
+def _fold(conv: gs.Node, weights: np.ndarray, view: gs.Variable, channels: int) -> None:
     out_c, _, kernel_h, kernel_w = weights.shape
     folded = weights.transpose(0, 2, 3, 1).reshape(out_c, 1, kernel_h, kernel_w * channels)
     conv.inputs[0] = view
@@ -62,7 +62,8 @@ def run(graph: gs.Graph) -> PassResult:
             continue
         height, width, channels = image
         nchw = transpose.outputs[0]
-        convs = [n for n in nchw.outputs if n.op == "Conv" and n.inputs[0] is nchw and _foldable(n, channels)]
+        readers = [n for n in nchw.outputs if n.op == "Conv" and n.inputs[0] is nchw]
+        convs = [(conv, weights) for conv in readers if (weights := _foldable_weights(conv, channels)) is not None]
         if not convs:
             continue
         view = fresh_variable(graph, f"{nchw.name}_channels_last", transpose.inputs[0].dtype,
@@ -70,7 +71,7 @@ def run(graph: gs.Graph) -> PassResult:
         shape = gs.Constant(f"{view.name}_shape", np.array([-1, 1, height, width * channels], np.int64))
         graph.nodes.append(gs.Node("Reshape", f"{transpose.name}_channels_last",
                                    inputs=[transpose.inputs[0], shape], outputs=[view]))
-        for conv in convs:
-            _fold(conv, view, channels)
+        for conv, weights in convs:
+            _fold(conv, weights, view, channels)
             result.rewrites += 1
     return result
