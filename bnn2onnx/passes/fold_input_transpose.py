@@ -38,7 +38,7 @@ def _foldable_weights(conv: gs.Node, channels: int) -> np.ndarray | None:
     dilated along the width (its taps would no longer be whole pixels apart in the view); else None."""
     weights = constant(conv.inputs[1]) if len(conv.inputs) > 1 else None
     foldable = (weights is not None and weights.ndim == 4 and weights.shape[1] == channels
-                and conv.attrs.get("group", 1) == 1 and conv.attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET")
+                and conv.attrs.get("group", 1) == 1 and conv.attrs.get("auto_pad", "NOTSET") == "NOTSET"
                 and list(conv.attrs.get("dilations", [1, 1]))[1] == 1)
     return weights if foldable else None
 
