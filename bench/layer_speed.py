@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from popcount_floor import layer_triples, load_probe
-from timing import SPIN_PAUSE_S, HostLoad, interleaved_medians_ms
+from timing import SPIN_PAUSE_S, HostLoad, interleaved_medians_ms, kernel_choice
 
 import bnn2onnx
 from bnn2onnx.ops import reference, schema
@@ -117,6 +117,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     probe = load_probe()
     floor = probe is not None and args.threads == 1
+    print(kernel_choice())
     print(f"{'layer':28s} {'float op':>11s} {'binary->float':>14s} {'ratio':>6s} {'binary->packed':>15s} "
           f"{'ratio':>6s}" + (f" {'floor':>9s} {'ratio':>6s}" if floor else "")
           + f"   ({args.threads} thread(s), medians of {args.rounds}x5 runs)")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from popcount_floor import MachineProbe, load_probe
-from timing import SPIN_PAUSE_S, HostLoad, interleaved_medians_ms
+from timing import SPIN_PAUSE_S, HostLoad, interleaved_medians_ms, kernel_choice
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (1, 224, 224, 3)
@@ -150,6 +150,7 @@ def main() -> None:
         measure_own_rss(args.rss_of[0], Path(args.rss_of[1]))
         return
     probe = load_probe()
+    print(kernel_choice())
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models:
             report(name, export_models(name, Path(folder)), args.rounds, probe)

@@ -20,6 +20,13 @@ from pathlib import Path
 SPIN_PAUSE_S = 0.15
 
 
+def kernel_choice() -> str:
+    """Which bnn2onnx kernels the run uses, for a bench's header: the best this CPU has, or the tier BNN2ONNX_ISA
+    caps them at (docs/ops.md: avx512bw, avx2, portable), to see what a CPU without the best one gets."""
+    cap = os.environ.get("BNN2ONNX_ISA")
+    return f"bnn2onnx kernels capped at BNN2ONNX_ISA={cap}" if cap else "bnn2onnx kernels: the best this CPU has"
+
+
 @dataclass(frozen=True)
 class Measured:
     """What a run that times itself returns: its own duration, taken instead of the wall time around the call."""

@@ -4,7 +4,7 @@
 // A is row-major (any stride); B is stored in panels of kPanelLanes columns, word-interleaved, so that a kernel
 // loads one word of 16 columns as one vector and xors it with one broadcast word of A: every vector lane is an
 // output, so there is no horizontal reduction and no padding of the reduction length. Kernels: portable, AVX2
-// (nibble-lookup popcount), AVX-512 (vpopcntd), chosen per kernel by SelectIsa.
+// (nibble-lookup popcount), AVX-512 (vpopcntd, or nibble lookup without it), chosen per kernel by SelectIsa.
 #pragma once
 
 #include <cstdint>
@@ -36,7 +36,7 @@ void PackPanels(const Word* rows, int64_t stride, int64_t n, int64_t words, Word
 // word_offsets[k] for a convolution's implicit B: its word-planar padded image, read in place (panel_stride =
 // kPanelLanes; word_offsets[k] where tap and word k start; column j is a pixel of the padded grid). The kernels
 // are compiled for each form: a table lookup per word cost the portable kernel 2.7x, the AVX2 one 13%. (Every
-// kernel reads both forms; BinaryConv2D picks the implicit one only for the AVX-512 kernel, where it pays.)
+// kernel reads both forms; BinaryConv2D picks the implicit one only for the AVX-512 kernels, where it pays.)
 struct GemmB {
   const Word* base = nullptr;
   int64_t panel_stride = 0;
@@ -189,6 +189,8 @@ void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, 
                     int64_t words, const GemmOutput& out);
 void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
                       int64_t words, const GemmOutput& out);
+void BinaryGemmAvx512Bw(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
+                        int64_t words, const GemmOutput& out);
 #endif
 
 // Builds one panel of receptive fields straight from an image (BinaryConv2D's float output): word

@@ -3,10 +3,14 @@
 
 namespace bnn2onnx {
 
-enum class Isa { kPortable, kAvx2, kAvx512 };
+// kAvx512: AVX512F with VPOPCNTDQ (Ice Lake and later, Zen 4); kAvx512Bw: AVX512F with AVX512BW but no
+// VPOPCNTDQ (Skylake-SP, Cascade Lake): the same kernels but for the GEMM's bit count.
+enum class Isa { kPortable, kAvx2, kAvx512Bw, kAvx512 };
 
-// The best implementation this CPU runs. BNN2ONNX_ISA=portable|avx2 caps the choice (the tests run every kernel
-// the machine has against the reference).
+inline bool IsAvx512(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAvx512Bw; }
+
+// The best implementation this CPU runs. BNN2ONNX_ISA=portable|avx2|avx512bw caps the choice (the tests run
+// every kernel the machine has against the reference).
 Isa SelectIsa();
 
 }  // namespace bnn2onnx

@@ -9,16 +9,18 @@ namespace bnn2onnx {
 
 Isa SelectIsa() {
   const char* cap = std::getenv("BNN2ONNX_ISA");
-  const bool portable_only = cap != nullptr && std::strcmp(cap, "portable") == 0;
-  const bool avx2_at_most = cap != nullptr && std::strcmp(cap, "avx2") == 0;
-  if (portable_only) return Isa::kPortable;
+  const auto capped_at = [cap](const char* name) { return cap != nullptr && std::strcmp(cap, name) == 0; };
+  if (capped_at("portable")) return Isa::kPortable;
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
-  if (!avx2_at_most && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq")) {
+  const bool avx512_allowed = !capped_at("avx2");
+  if (avx512_allowed && !capped_at("avx512bw") && __builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512vpopcntdq")) {
     return Isa::kAvx512;
   }
+  if (avx512_allowed && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+    return Isa::kAvx512Bw;
+  }
   if (__builtin_cpu_supports("avx2")) return Isa::kAvx2;
-#else
-  (void)avx2_at_most;
 #endif
   return Isa::kPortable;
 }
@@ -28,6 +30,8 @@ BinaryGemmFn BinaryGemmFor(Isa isa) {
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
     case Isa::kAvx512:
       return BinaryGemmAvx512;
+    case Isa::kAvx512Bw:
+      return BinaryGemmAvx512Bw;
     case Isa::kAvx2:
       return BinaryGemmAvx2;
 #endif
@@ -36,9 +40,10 @@ BinaryGemmFn BinaryGemmFor(Isa isa) {
   }
 }
 
-// The kernels that have an AVX-512 form and a portable one: the AVX-512 symbols exist only in x86 builds.
+// The kernels that have an AVX-512 form (AVX512F only: both AVX-512 tiers) and a portable one: the AVX-512
+// symbols exist only in x86 builds.
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
-#define AVX512_OR_PORTABLE(isa, avx512, portable) ((isa) == Isa::kAvx512 ? (avx512) : (portable))
+#define AVX512_OR_PORTABLE(isa, avx512, portable) (IsAvx512(isa) ? (avx512) : (portable))
 #else
 #define AVX512_OR_PORTABLE(isa, avx512, portable) ((void)(isa), (portable))
 #endif

@@ -621,7 +621,7 @@ class BinaryConv2D {
     constexpr int64_t kGatherFilters = 8;
     const auto panels = [](int64_t n) { return (n + kPanelLanes - 1) / kPanelLanes; };
     const bool pixel_lanes = !FilterLanesFillBetter(pixels, per_group) && padding.FitColumns();
-    const bool implicit = pixel_lanes && layer_.isa() == Isa::kAvx512 && geometry_.stride_h == 1 &&
+    const bool implicit = pixel_lanes && IsAvx512(layer_.isa()) && geometry_.stride_h == 1 &&
                           geometry_.stride_w == 1 &&
                           panels(grid_columns) * per_group < panels(pixels) * (per_group + kGatherFilters) &&
                           (!packed_out || geometry_.group == 1);
