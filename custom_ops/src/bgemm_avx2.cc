@@ -28,16 +28,17 @@ inline __m256i WidenBytes(__m256i bytes) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
 }
 
-// The two common stores of a full panel (16 columns from j) in vectors, the others through GemmOutput::StoreRun:
-// packed bits (words or lane bits), and float rows (not transposed, no row kinds). The same arithmetic as StoreRun.
-// Returns false when it stores nothing.
+// The common stores of a full panel (16 columns from j) in vectors, the others through GemmOutput::StoreRun:
+// packed bits (words or lane bits), float rows (not transposed, no row kinds), and transposed floats (filters as
+// lanes: lane l is filter j + l, whose row gets pixel i's float). The same arithmetic as StoreRun. Returns false
+// when it stores nothing.
 bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&counts)[2]) {
   const bool bits_out = out.words != nullptr || out.lane_bits != nullptr;
   // Float rows through a column map only where the panel is all output pixels.
   const bool mapped = out.panel_valid != nullptr;
   const bool rows_out = out.floats && !out.transposed && !out.row_kinds &&
                         (!mapped || out.panel_valid[j / kPanelLanes] == 0xffff);
-  if (!bits_out && !rows_out) return false;
+  if (!bits_out && !rows_out && !(out.floats && out.transposed)) return false;
   const __m256i bits = _mm256_set1_epi32(out.bits);
   __m256i dots[2];
   for (int h = 0; h < 2; ++h) {
@@ -80,19 +81,36 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&cou
         static_cast<uint16_t>(run);
     return true;
   }
-  const __m256 multiplier = _mm256_set1_ps(out.multiplier[i]), bias = _mm256_set1_ps(out.bias[i]);
+  // A per-channel vector for the 8 lanes of half h: row i's value in every lane, or (transposed) each lane's filter's.
+  const auto per_channel = [&](const float* values, int h) {
+    return out.transposed ? _mm256_loadu_ps(values + j + 8 * h) : _mm256_set1_ps(values[i]);
+  };
+  // Transposed: lane l's float is `stride` floats after lane l - 1's (8 * stride fits int32: see the caller).
+  const __m256i lane_rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                               _mm256_set1_epi32(static_cast<int>(out.stride)));
   uint32_t signs = 0;
   for (int h = 0; h < 2; ++h) {
-    __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dots[h]), multiplier), bias);
+    __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dots[h]), per_channel(out.multiplier, h)),
+                             per_channel(out.bias, h));
     // max(0, y) is 0 > y ? 0 : y: NaN and -0.0 pass through, as `y < 0 ? 0 : y` does.
     if (out.relu) y = _mm256_max_ps(_mm256_setzero_ps(), y);
     if (out.post_multiplier) {
-      y = _mm256_add_ps(_mm256_mul_ps(y, _mm256_set1_ps(out.post_multiplier[i])), _mm256_set1_ps(out.post_bias[i]));
+      y = _mm256_add_ps(_mm256_mul_ps(y, per_channel(out.post_multiplier, h)), per_channel(out.post_bias, h));
     }
-    const int64_t at = i * out.stride + (mapped ? out.panel_first[j / kPanelLanes] : j) + 8 * h;
-    if (out.residual) y = _mm256_add_ps(y, _mm256_loadu_ps(out.residual + at));
+    const int64_t at = out.transposed ? (j + 8 * h) * out.stride + i
+                                      : i * out.stride + (mapped ? out.panel_first[j / kPanelLanes] : j) + 8 * h;
+    if (out.residual) {
+      y = _mm256_add_ps(y, out.transposed ? _mm256_i32gather_ps(out.residual + at, lane_rows, 4)
+                                          : _mm256_loadu_ps(out.residual + at));
+    }
     if (out.final_relu) y = _mm256_max_ps(_mm256_setzero_ps(), y);
-    _mm256_storeu_ps(out.floats + at, y);
+    if (out.transposed) {  // AVX2 has no scatter
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, y);
+      for (int l = 0; l < 8; ++l) out.floats[at + l * out.stride] = lanes[l];
+    } else {
+      _mm256_storeu_ps(out.floats + at, y);
+    }
     signs |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ))) << (8 * h);
   }
   if (out.sign_bits) out.SignsOf(i, j) = static_cast<uint16_t>(signs);
