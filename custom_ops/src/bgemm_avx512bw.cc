@@ -6,7 +6,7 @@ namespace bnn2onnx {
 namespace {
 
 // Nibble lookup (vpshufb) into per-byte counters, as in bgemm_avx2.cc but 64 bytes at a time: 8 instructions
-// per 512 bit-MACs against 16 for two AVX2 vectors. QuickNet ran 1.54-1.55x faster than with the AVX2 kernels
+// per 512 bit-MACs against 16 for two AVX2 vectors. QuickNet ran 1.42-1.45x faster than with the AVX2 kernels
 // (README, Speed).
 struct NibbleCount {
   // A byte gains at most 8 per word, so 31 words fit before it must be widened.
