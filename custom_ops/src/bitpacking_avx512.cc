@@ -1,7 +1,9 @@
-// Built with -mavx512f; called only when the CPU reports AVX-512 (isa_dispatch.cc). No std:: function templates
-// here (see bgemm_avx2.cc).
+// Built with -mavx512f alone; called only when the CPU reports AVX-512 (isa_dispatch.cc): the kernels both AVX-512
+// tiers share, bit packing and the receptive-field gather (bgemm.h). No std:: function templates here (see
+// bgemm_avx2.cc).
 #include <immintrin.h>
 
+#include "bgemm.h"
 #include "bitpacking.h"
 
 namespace bnn2onnx {
@@ -74,6 +76,19 @@ void LaneBitsToPixelsAvx512(const uint16_t* lane_bits, int64_t channels, uint16_
                                    _mm512_set1_epi32(static_cast<int>(1u << b)));
     }
     _mm512_mask_i32scatter_epi32(out + w, pixels, pixel_words, _mm512_maskz_compress_epi32(lanes, words), 4);
+  }
+}
+
+void GatherPanelAvx512(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
+                       const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel) {
+  const __m512i lanes = _mm512_loadu_si512(lane_offsets);
+  for (int64_t t = 0; t < taps; ++t) {
+    for (int64_t c = 0; c < tap_words; ++c) {
+      const __m512i index = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(tap_offsets[t] + c)));
+      // Lanes outside the mask are not read (no fault for a padded tap) and come out as zero words.
+      const __m512i words = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), tap_masks[t], index, image, 4);
+      _mm512_storeu_si512(panel + (t * tap_words + c) * kPanelLanes, words);
+    }
   }
 }
 
