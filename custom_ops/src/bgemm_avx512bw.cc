@@ -7,7 +7,7 @@ namespace {
 
 // Nibble lookup (vpshufb) into per-byte counters, as in bgemm_avx2.cc but 64 bytes at a time: 8 instructions
 // per 512 bit-MACs against 16 for two AVX2 vectors. QuickNet ran 1.42-1.45x faster than with the AVX2 kernels
-// (README, Speed).
+// on an Ice Lake-SP VM (docs/speed-notes.md).
 struct NibbleCount {
   // A byte gains at most 8 per word, so 31 words fit before it must be widened.
   static constexpr int64_t kChunkWords = 31;
