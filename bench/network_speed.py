@@ -5,8 +5,9 @@ larq-compute-engine==0.16.0`; its converter + Interpreter, best of its kernel op
 The contenders of one thread count run in interleaved rounds (timing.py), each turn after a pause that lets the
 previous contender's idle worker threads stop spinning (they would otherwise take the cores); the 2-thread scaling
 of bnn2onnx and of ORT float comes from one more set in which 1 and 2 threads are interleaved, with the machine's
-own scaling in the same rounds (popcount_floor.py: a register-only xor/popcount/add loop on 1 and on 2 threads).
-Medians and their ratios are printed, with the host's load over the measurement (timing.HostLoad: load average,
+own scaling in the same rounds (popcount_floor.py: a register-only xor/popcount/add loop on 1 and on 2 threads),
+printed both as the ratio of the medians and as the median of each round's own ratio (timing.paired_ratio), which
+cancels the host's slow phases when they slow both thread counts. Medians and their ratios are printed, with the host's load over the measurement (timing.HostLoad: load average,
 the hypervisor's steal of the vCPUs, and how much slower than at their fastest the core's loads ran). Each
 contender's peak RSS is measured in a fresh process of its own (load the model, run it 5 times, read the process's
 high-water mark, VmHWM); file sizes are those of the models on disk.
@@ -26,7 +27,15 @@ from pathlib import Path
 
 import numpy as np
 from popcount_floor import MachineProbe, load_probe
-from timing import SPIN_PAUSE_S, HostLoad, interleaved_medians_ms, kernel_choice
+from timing import (
+    SPIN_PAUSE_S,
+    HostLoad,
+    interleaved_medians_ms,
+    interleaved_rounds_ms,
+    kernel_choice,
+    medians_ms,
+    paired_ratio,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (1, 224, 224, 3)
@@ -131,10 +140,13 @@ def report(name: str, paths: dict[str, Path], rounds: int,
         scaling_runs |= {"machine 1": partial(probe.triples, PROBE_TRIPLES, 1),
                          "machine 2": partial(probe.triples, PROBE_TRIPLES // 2, 2)}
     load = HostLoad(probe.l1_load_seconds if probe else None)
-    medians = interleaved_medians_ms(scaling_runs, rounds, timed=3, warmup=1, pause_s=SPIN_PAUSE_S, host=load)
-    print(f"  2 threads over 1 (all in the same interleaved rounds, {load}): " + ", ".join(
-        f"{kind} {medians[f'{kind} 1'] / medians[f'{kind} 2']:.2f}x ({medians[f'{kind} 1']:.2f} -> "
-        f"{medians[f'{kind} 2']:.2f} ms)" for kind in scaled), flush=True)
+    times = interleaved_rounds_ms(scaling_runs, rounds, timed=3, warmup=1, pause_s=SPIN_PAUSE_S, host=load)
+    medians = medians_ms(times)
+    print(f"  2 threads over 1 (all in the same interleaved rounds, {load}; ratio of medians, median of the rounds' "
+          "ratios): " + ", ".join(
+              f"{kind} {medians[f'{kind} 1'] / medians[f'{kind} 2']:.2f}x, "
+              f"{paired_ratio(times, f'{kind} 1', f'{kind} 2'):.2f}x ({medians[f'{kind} 1']:.2f} -> "
+              f"{medians[f'{kind} 2']:.2f} ms)" for kind in scaled), flush=True)
     kinds = ["ort float", "bnn2onnx"] + (["lce"] if "lce" in paths else [])
     print("  peak RSS (fresh process, 1 thread): "
           + ", ".join(f"{kind} {peak_rss_mib(kind, paths[kind]):.0f} MiB" for kind in kinds), flush=True)

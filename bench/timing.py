@@ -34,25 +34,47 @@ class Measured:
     seconds: float
 
 
-def interleaved_medians_ms(runs: Mapping[str, Callable[[], object]], rounds: int, timed: int = 5, warmup: int = 2,
-                           pause_s: float = 0.0, host: HostLoad | None = None) -> dict[str, float]:
-    """Median milliseconds per contender over `rounds` rounds of `warmup` untimed and `timed` timed runs each,
-    with `pause_s` seconds of sleep before each contender's turn and the host's state sampled after it. A run
-    returning a Measured is timed by it."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
+def interleaved_rounds_ms(runs: Mapping[str, Callable[[], object]], rounds: int, timed: int = 5, warmup: int = 2,
+                          pause_s: float = 0.0, host: HostLoad | None = None) -> dict[str, list[list[float]]]:
+    """Milliseconds per contender and round: `rounds` rounds of `warmup` untimed and `timed` timed runs each, with
+    `pause_s` seconds of sleep before each contender's turn and the host's state sampled after it. A run returning
+    a Measured is timed by it."""
+    times: dict[str, list[list[float]]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             time.sleep(pause_s)
             for _ in range(warmup):
                 run()
+            samples = []
             for _ in range(timed):
                 start = time.perf_counter()
                 result = run()
                 elapsed = time.perf_counter() - start
-                times[name].append(result.seconds if isinstance(result, Measured) else elapsed)
+                samples.append(1e3 * (result.seconds if isinstance(result, Measured) else elapsed))
+            times[name].append(samples)
             if host:
                 host.sample()
-    return {name: statistics.median(samples) * 1e3 for name, samples in times.items()}
+    return times
+
+
+def medians_ms(times: Mapping[str, list[list[float]]]) -> dict[str, float]:
+    """Median per contender over all its timed runs, from interleaved_rounds_ms."""
+    return {name: statistics.median(sample for samples in per_round for sample in samples)
+            for name, per_round in times.items()}
+
+
+def interleaved_medians_ms(runs: Mapping[str, Callable[[], object]], rounds: int, timed: int = 5, warmup: int = 2,
+                           pause_s: float = 0.0, host: HostLoad | None = None) -> dict[str, float]:
+    """Median milliseconds per contender over all timed runs of interleaved_rounds_ms."""
+    return medians_ms(interleaved_rounds_ms(runs, rounds, timed, warmup, pause_s, host))
+
+
+def paired_ratio(times: Mapping[str, list[list[float]]], slower: str, faster: str) -> float:
+    """Median over rounds of how many times faster `faster` ran than `slower` in the same round. The host's speed
+    drifts in phases of seconds that slow every contender alike; a round's contenders run within a fraction of a
+    second of each other, so each round's ratio cancels the phase that the medians over all rounds mix in."""
+    return statistics.median(statistics.median(slow) / statistics.median(fast)
+                             for slow, fast in zip(times[slower], times[faster], strict=True))
 
 
 def _steal_and_total_jiffies() -> tuple[int, int] | None:
