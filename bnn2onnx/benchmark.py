@@ -63,14 +63,20 @@ def node_profile(model: str | Path, feeds: dict[str, np.ndarray], threads: int, 
                   key=lambda n: n.total_us, reverse=True)
 
 
-def save_bar_chart(nodes: list[NodeTime], path: Path, title: str) -> None:
+def pyplot():
+    """matplotlib's pyplot, drawing to files only (Agg), or a clear error where matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as error:
-        raise ConversionError("--png needs matplotlib (pip install matplotlib)") from error
+        raise ConversionError("--png needs matplotlib: pip install 'bnn2onnx[plot]' (or matplotlib)") from error
+    return plt
+
+
+def save_bar_chart(nodes: list[NodeTime], path: Path, title: str) -> None:
+    plt = pyplot()
     top = nodes[:20][::-1]
     figure, axes = plt.subplots(figsize=(10, 0.35 * len(top) + 1.5))
     axes.barh([f"{n.name} ({n.op})" for n in top], [n.share * 100 for n in top])

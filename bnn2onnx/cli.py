@@ -151,6 +151,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     path = Path(args.model)
     feeds = random_inputs(read_onnx(path), args.batch, seed=0)
+    if args.png:
+        benchmark.pyplot()  # fail before the timing, not after it
     profile_runs = max(10, args.runs // 5)
     with _stage_display() as progress:
         progress(f"timing {args.runs} runs")
@@ -201,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, default=1)
     bench.add_argument("--runs", type=int, default=100)
     bench.add_argument("--top", type=int, default=15, help="nodes to list (default 15)")
-    bench.add_argument("--png", help="also draw the per-node shares as a bar chart (needs matplotlib)")
+    bench.add_argument("--png", help="also draw the per-node shares as a bar chart (needs matplotlib: the plot extra)")
     bench.set_defaults(run=cmd_bench)
     return parser
 

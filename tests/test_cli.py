@@ -73,6 +73,14 @@ def test_bench_prints_percentiles_and_node_profile(converted) -> None:
     assert "p50" in result.stdout and "p99" in result.stdout and "BinaryConv2D" in result.stdout
 
 
+def test_bench_draws_the_node_profile_as_png(converted, tmp_path: Path) -> None:
+    out, _ = converted
+    chart = tmp_path / "profile.png"
+    result = run_cli("bench", str(out), "--runs", "10", "--png", str(chart))
+    assert result.returncode == 0, result.stderr
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and chart.stat().st_size > 5_000
+
+
 def _unsupported_layer_model(path: Path) -> None:
     from bnn2onnx.frontends.keras import tensorflow_for_larq
 
