@@ -7,10 +7,11 @@ previous contender's idle worker threads stop spinning (they would otherwise tak
 of bnn2onnx and of ORT float comes from one more set in which 1 and 2 threads are interleaved, with the machine's
 own scaling in the same rounds (popcount_floor.py: a register-only xor/popcount/add loop on 1 and on 2 threads),
 printed both as the ratio of the medians and as the median of each round's own ratio (timing.paired_ratio), which
-cancels the host's slow phases when they slow both thread counts. Medians and their ratios are printed, with the host's load over the measurement (timing.HostLoad: load average,
-the hypervisor's steal of the vCPUs, and how much slower than at their fastest the core's loads ran). Each
-contender's peak RSS is measured in a fresh process of its own (load the model, run it 5 times, read the process's
-high-water mark, VmHWM); file sizes are those of the models on disk.
+cancels the host's slow phases when they slow both thread counts. Medians and their ratios are printed, with the
+host's load over the measurement (timing.HostLoad: load average, the hypervisor's steal of the vCPUs, and how much
+slower than at their fastest the core's loads ran). Each contender's peak RSS is measured in a fresh process of its
+own (load the model, run it 5 times, read the process's high-water mark, VmHWM); file sizes are those of the models
+on disk.
 
     python bench/network_speed.py [MODEL ...] [--rounds N]
 """

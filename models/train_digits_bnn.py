@@ -18,8 +18,8 @@ from sklearn.model_selection import train_test_split
 from bnn2onnx.frontends.keras import tensorflow_for_larq
 
 SEED = 0
-BINARY = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
-              use_bias=False)
+BINARY = {"input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign", "kernel_constraint": "weight_clip",
+          "use_bias": False}
 
 
 def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -13,8 +13,8 @@ from bnn2onnx.frontends.keras import tensorflow_for_larq
 tf = tensorflow_for_larq()
 import larq as lq
 
-BINARY = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
-              use_bias=False)
+BINARY = {"input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign", "kernel_constraint": "weight_clip",
+          "use_bias": False}
 
 
 def randomize_batch_norms(model, seed: int = 0, special_gammas: bool = False):

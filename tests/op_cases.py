@@ -150,7 +150,8 @@ def _output_stage_constants(first: np.ndarray, second: np.ndarray, packed: bool,
         return {"first_f": first.astype(np.float32).reshape(per_channel),
                 "second_f": second.astype(np.float32).reshape(per_channel)}
     return {"first": first.reshape(per_channel), "second": second.reshape(per_channel),
-            **{f"{name}_c": post[name].reshape(per_channel) for name in ("post_multiplier", "post_bias") if name in post}}
+            **{f"{name}_c": post[name].reshape(per_channel)
+               for name in ("post_multiplier", "post_bias") if name in post}}
 
 
 def _common_features(batch: int, channels_in: int, packed_in: bool, packed_out: bool,
@@ -226,10 +227,10 @@ def conv_case(rng: np.random.Generator) -> Case:
     x_float, w_float = extreme_or_random(rng, (batch, channels_in, height, width), (out_c, per_group, kh, kw))
     first, second = _output_params(rng, out_c, kh * kw * per_group, packed_out)
     x = reference.bit_pack(x_float) if packed_in else x_float
-    attributes = dict(channels_in=channels_in, kernel_shape=[kh, kw] if rng.random() < 0.5 else None,
-                      strides=[sh, sw], dilations=[dh, dw], pads=pads, group=group, pad_value=pad_value,
-                      packed_output=int(packed_out), activation="RELU" if relu else None,
-                      final_activation="RELU" if final_relu else None)
+    attributes = {"channels_in": channels_in, "kernel_shape": [kh, kw] if rng.random() < 0.5 else None,
+                  "strides": [sh, sw], "dilations": [dh, dw], "pads": pads, "group": group,
+                  "pad_value": pad_value, "packed_output": int(packed_out),
+                  "activation": "RELU" if relu else None, "final_activation": "RELU" if final_relu else None}
     given = {k: v for k, v in attributes.items() if v is not None}
     w_packed = pack_conv_weights(w_float)
     post = _post_inputs(rng, reference.binary_conv2d(x, w_packed, first, second, **given).shape, packed_out)
@@ -289,8 +290,8 @@ def dense_case(rng: np.random.Generator) -> Case:
     x_float, w_float = extreme_or_random(rng, (batch, channels_in), (out_c, channels_in))
     first, second = _output_params(rng, out_c, channels_in, packed_out)
     x = reference.bit_pack(x_float) if packed_in else x_float
-    attributes = dict(channels_in=channels_in, packed_output=int(packed_out), activation="RELU" if relu else None,
-                      final_activation="RELU" if final_relu else None)
+    attributes = {"channels_in": channels_in, "packed_output": int(packed_out),
+                  "activation": "RELU" if relu else None, "final_activation": "RELU" if final_relu else None}
     given = {k: v for k, v in attributes.items() if v is not None}
     post = _post_inputs(rng, (batch, out_c), packed_out)
     residual = {"residual": post["residual"]} if "residual" in post else {}
@@ -326,7 +327,8 @@ def maxpool_case(rng: np.random.Generator) -> Case:
     width = max(int(rng.integers(1, 10)), (kw - 1) * dw + 1 - pads[1] - pads[3])
     x_float = random_float(rng, (batch, channels, height, width))
     packed = reference.bit_pack(x_float)
-    attributes = dict(channels=channels, kernel_shape=[kh, kw], strides=[sh, sw], dilations=[dh, dw], pads=pads)
+    attributes = {"channels": channels, "kernel_shape": [kh, kw], "strides": [sh, sw], "dilations": [dh, dw],
+                  "pads": pads}
     model = _model([schema.make_node(schema.BINARY_MAXPOOL2D, ["x"], ["y"], **attributes)], {"x": packed}, {},
                    TensorProto.INT32)
     expected = reference.binary_maxpool2d(packed, **attributes)

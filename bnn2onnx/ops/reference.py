@@ -112,10 +112,10 @@ def binary_conv2d_accumulator(x: np.ndarray, weights: np.ndarray, *, channels_in
 
 def binary_conv2d(x: np.ndarray, weights: np.ndarray, first: np.ndarray, second: np.ndarray,
                   post_multiplier: np.ndarray | None = None, post_bias: np.ndarray | None = None,
-                  residual: np.ndarray | None = None, *, channels_in: int, strides: Sequence[int] = (1, 1), dilations: Sequence[int] = (1, 1),
-                  pads: Sequence[int] = (0, 0, 0, 0), group: int = 1, pad_value: int = 0,
-                  packed_output: int = 0, activation: str = "NONE", final_activation: str = "NONE",
-                  kernel_shape: Sequence[int] | None = None) -> np.ndarray:
+                  residual: np.ndarray | None = None, *, channels_in: int, strides: Sequence[int] = (1, 1),
+                  dilations: Sequence[int] = (1, 1), pads: Sequence[int] = (0, 0, 0, 0), group: int = 1,
+                  pad_value: int = 0, packed_output: int = 0, activation: str = "NONE",
+                  final_activation: str = "NONE", kernel_shape: Sequence[int] | None = None) -> np.ndarray:
     """BinaryConv2D: float [N, O, OH, OW] or packed int32 [N, OH, OW, words(O)]."""
     acc = binary_conv2d_accumulator(x, weights, channels_in=channels_in, strides=strides, dilations=dilations,
                                     pads=pads, group=group, pad_value=pad_value, kernel_shape=kernel_shape)
