@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import onnxruntime as ort
@@ -63,7 +64,7 @@ def node_profile(model: str | Path, feeds: dict[str, np.ndarray], threads: int, 
                   key=lambda n: n.total_us, reverse=True)
 
 
-def pyplot():
+def pyplot() -> ModuleType:
     """matplotlib's pyplot, drawing to files only (Agg), or a clear error where matplotlib is not installed."""
     try:
         import matplotlib
