@@ -15,26 +15,28 @@ import bnn2onnx
 
 
 @contextmanager
-def forced_isa(isa: str | None) -> Iterator[None]:
-    """BNN2ONNX_ISA is read when a kernel is created (at session creation)."""
-    previous = os.environ.pop("BNN2ONNX_ISA", None)
-    if isa is not None:
-        os.environ["BNN2ONNX_ISA"] = isa
+def kernel_choice(isa: str | None, implicit_gemm: bool = False) -> Iterator[None]:
+    """BNN2ONNX_ISA (a cap on the kernel tier) and BNN2ONNX_IMPLICIT_GEMM (BinaryConv2D's implicit GEMM with any
+    tier, not only AVX-512) are read when a kernel is created (at session creation)."""
+    settings = {"BNN2ONNX_ISA": isa, "BNN2ONNX_IMPLICIT_GEMM": "1" if implicit_gemm else None}
+    previous = {name: os.environ.pop(name, None) for name in settings}
+    os.environ.update({name: value for name, value in settings.items() if value is not None})
     try:
         yield
     finally:
-        os.environ.pop("BNN2ONNX_ISA", None)
-        if previous is not None:
-            os.environ["BNN2ONNX_ISA"] = previous
+        for name, value in previous.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
 
 
-def session(model: onnx.ModelProto, threads: int = 1, isa: str | None = None,
-            custom_ops: bool = True) -> ort.InferenceSession:
+def session(model: onnx.ModelProto, threads: int = 1, isa: str | None = None, custom_ops: bool = True,
+            implicit_gemm: bool = False) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    with forced_isa(isa):
+    with kernel_choice(isa, implicit_gemm):
         if custom_ops:
             return bnn2onnx.inference_session(model, options=options)
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -160,6 +160,16 @@ CASES = {
     "maxpool_words": maxpool("has 2 words per pixel but channels=100 needs 4", channels=100),
     "maxpool_ceil_mode": maxpool("ceil_mode=1 is not supported", ceil_mode=1),
     "maxpool_negative_stride": maxpool("attribute 'strides' values must be in [1, ", strides=[-1, 1]),
+    "bitpack_huge_empty_batch": Malformed(schema.BIT_PACK, "input 0 shape [1099511627776,1,0] has a dimension "
+                                          "outside [0, 16777216]", {"x": np.zeros((2**40, 1, 0), np.float32)},
+                                          output_type=TensorProto.INT32),
+    "conv_huge_empty_input": conv("input 0 shape [1,0,35184372088832,1] has a dimension outside [0, 16777216]",
+                                  x=np.zeros((1, 0, 2**45, 1), np.int32), channels_in=32,
+                                  w=pack_bits(RNG.random((8, 1, 1, 32)) < 0.5)),
+    "conv_padded_image_too_large": conv("pads [0,0,16777215,16777215]: a padded image of more than 2^31 packed "
+                                        "words is not supported", x=np.zeros((1, 1, 1, 2**16), np.int32),
+                                        w=np.zeros((8, 2, 2, 2**16), np.int32), channels_in=2**21,
+                                        dilations=[2**24 - 1] * 2, pads=[0, 0, 2**24 - 1, 2**24 - 1]),
 }
 
 

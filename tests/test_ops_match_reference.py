@@ -2,8 +2,9 @@
 standard-op float computation, on random cases (BNN2ONNX_CASES per op, default 500; BNN2ONNX_SEED to replay).
 
 Each case runs the C++ op with 1 and 2 intra-op threads (results must be identical) and with the kernel ISA
-capped at AVX-512 without vpopcntd, at AVX2 and at portable (each must agree with the default: the best the CPU
-has; a cap above it runs the CPU's best).
+capped at AVX-512 without vpopcntd, at AVX2 and at portable, and with the implicit GEMM on the AVX2 and portable
+kernels (each must agree with the default: the best the CPU has; a cap above it runs the CPU's best). The run's
+summary says which tiers ran and which this CPU cannot run.
 Packed outputs must match bit for bit; float outputs to 1e-5 relative.
 """
 
@@ -18,6 +19,8 @@ from functools import partial
 import numpy as np
 import onnx
 import pytest
+import session_report
+from kernel_tiers import TIERS, tier_for, tiers_not_on_this_cpu
 from onnx import TensorProto, helper, numpy_helper
 from op_cases import CASE_GENERATORS, REQUIRED_FEATURES, random_float, random_signs
 from ort_helpers import run, session
@@ -27,6 +30,18 @@ from bnn2onnx.ops.bitpacking import pack_conv_weights
 
 CASES_PER_OP = int(os.environ.get("BNN2ONNX_CASES", "500"))
 SEED = int(os.environ.get("BNN2ONNX_SEED", str(np.random.SeedSequence().entropy % 2**32)))
+
+
+# Besides the default (the best tier this CPU has): each lower tier, and BinaryConv2D's implicit GEMM (AVX-512's
+# form) run by the AVX2 and portable kernels, so that its layout is checked on CPUs without AVX-512 too.
+CAPPED_KERNELS = (("avx512bw", False), ("avx2", False), ("portable", False), ("avx2", True), ("portable", True))
+
+
+def report_tiers() -> None:
+    ran = sorted({tier_for(None)} | {tier_for(isa) for isa, _ in CAPPED_KERNELS}, key=list(TIERS).index)
+    missing = tiers_not_on_this_cpu()
+    session_report.add(f"kernel tiers run against the reference: {', '.join(ran)} (the implicit GEMM also with "
+                       f"avx2 and portable kernels); not run, this CPU lacks them: {', '.join(missing) or 'none'}")
 
 
 def assert_same(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
@@ -56,11 +71,13 @@ def test_op_matches_reference_and_reference_matches_float(op: str) -> None:
         if case.expected_signs is not None:
             assert_same(one_thread[1], case.expected_signs, "C++ signs output vs reference; " + where)
         others = {"2 threads": session(case.model, threads=2).run(None, case.feeds)}
-        for isa in ("avx512bw", "avx2", "portable"):
-            others[isa] = session(case.model, threads=2, isa=isa).run(None, case.feeds)
+        for isa, implicit_gemm in CAPPED_KERNELS:
+            what = f"{isa}{' with the implicit GEMM' * implicit_gemm}"
+            others[what] = session(case.model, threads=2, isa=isa, implicit_gemm=implicit_gemm).run(None, case.feeds)
         for what, outputs in others.items():
             for index, (expected, actual) in enumerate(zip(one_thread, outputs, strict=True)):
                 assert np.array_equal(expected, actual, equal_nan=True), f"output {index}, {what} vs 1 thread; " + where
+    report_tiers()
     if CASES_PER_OP >= 100:
         missing = REQUIRED_FEATURES[op] - covered
         assert not missing, f"{CASES_PER_OP} random cases (BNN2ONNX_SEED={SEED}) never covered {sorted(missing)}"
@@ -115,3 +132,17 @@ def test_one_session_serves_several_threads_at_once() -> None:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert list(pool.map(serve, range(4))) == [turns] * 4
+
+
+def test_maxpool_windows_over_an_empty_input_are_minus_one() -> None:
+    """Windows that see no input (here: an input of width 0 padded to 2) give -1, max over nothing; the kernel
+    visits only taps inside the input, so 2^16 + 1 windows of 2^16 rows each cost nothing (numpy's reference
+    would loop over them for minutes, hence the direct check)."""
+    node = schema.make_node(schema.BINARY_MAXPOOL2D, ["x"], ["y"], channels=3, kernel_shape=[2**16, 2],
+                            pads=[0, 1, 0, 1])
+    graph = helper.make_graph([node], "empty", [helper.make_tensor_value_info("x", TensorProto.INT32, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), schema.opset_import()])
+    y = run(model, {"x": np.zeros((1, 2**17, 0, 1), np.int32)})
+    assert y.shape == (1, 2**16 + 1, 1, 1)
+    assert np.all(y == 0b111)

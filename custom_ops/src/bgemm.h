@@ -110,70 +110,7 @@ struct GemmOutput {
   const int32_t* panel_first = nullptr;
   uint16_t* sign_bits = nullptr;
   int64_t sign_stride = 0;
-
-  // Where the signs of the run of 16 columns from j of row i go (float output with sign_bits).
-  uint16_t& SignsOf(int64_t i, int64_t j) const {
-    return sign_bits[transposed ? i * sign_stride + j / kPanelLanes : j / kPanelLanes * sign_stride + i];
-  }
-
-  // Results (i, j + l), l < count, from their popcounts: a run of at most kPanelLanes columns from a multiple of
-  // kPanelLanes (the portable and AVX2 kernels; AVX-512 has its own 16-lane store). Packed bits are gathered for
-  // the run and written as the 16-bit half of their word, whatever the byte order.
-  void StoreRun(int64_t i, int64_t j, const int32_t* popcounts, int64_t count) const {
-    if (lane_bits) {
-      uint16_t run = 0;
-      for (int64_t l = 0; l < count; ++l) {
-        const int32_t dot = Dot(i, j + l, popcounts[l]);
-        run |= static_cast<uint16_t>((dot < below[i] || dot > above[i]) << l);
-      }
-      lane_bits[j / kPanelLanes * stride + i] = run;
-      return;
-    }
-    if (words) {
-      Word run = 0;
-      for (int64_t l = 0; l < count; ++l) {
-        const int32_t dot = Dot(i, j + l, popcounts[l]);
-        run |= static_cast<Word>(dot < below[j + l] || dot > above[j + l]) << l;
-      }
-      Word& word = words[i * stride + j / kWordBits];
-      const int64_t shift = j % kWordBits;  // 0 or kPanelLanes
-      word = (word & ~(Word{0xffff} << shift)) | (run << shift);
-      return;
-    }
-    const uint16_t valid = panel_valid ? panel_valid[j / kPanelLanes] : uint16_t{0xffff};
-    int64_t column = panel_valid ? panel_first[j / kPanelLanes] : j;
-    uint16_t signs = 0;
-    for (int64_t l = 0; l < count; ++l) {
-      if (!(valid >> l & 1)) continue;
-      const float y = Store(i, column++, Dot(i, j + l, popcounts[l]));
-      signs |= static_cast<uint16_t>(SignBit(y) << l);
-    }
-    if (sign_bits) SignsOf(i, j) = signs;
-  }
-
- private:
-  int32_t Dot(int64_t i, int64_t j, int32_t popcount) const {
-    int32_t dot = bits - 2 * popcount;
-    if (column_kinds) dot += kind_offsets[i * kKinds + column_kinds[j]];
-    if (row_kinds) dot += kind_offsets[row_kinds[i] * kinds_stride + j];
-    return dot;
-  }
-
-  // Stores result (i, j) whose output column (j, or mapped) is `column`; returns the float stored (0 for dots).
-  float Store(int64_t i, int64_t column, int32_t dot) const {
-    if (floats == nullptr) {
-      dots[i * stride + column] = dot;
-      return 0.0f;
-    }
-    const int64_t r = transposed ? column : i, c = transposed ? i : column;
-    float y = static_cast<float>(dot) * multiplier[r] + bias[r];
-    if (relu && y < 0.0f) y = 0.0f;
-    if (post_multiplier) y = y * post_multiplier[r] + post_bias[r];
-    if (residual) y += residual[r * stride + c];
-    if (final_relu && y < 0.0f) y = 0.0f;
-    floats[r * stride + c] = y;
-    return y;
-  }
+  // The stores themselves are in gemm_store.h, compiled into each kernel file for its own instruction set.
 };
 
 // Stores every result (i, j), i < m, j < n, of A against B; nothing else is written (not the lanes of B's last

@@ -8,7 +8,7 @@
 // in this kernel, at 3 and at 4 rows.)
 #include <immintrin.h>
 
-#include "bgemm.h"
+#include "gemm_store.h"
 
 namespace bnn2onnx {
 namespace {
@@ -28,7 +28,7 @@ inline __m256i WidenBytes(__m256i bytes) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
 }
 
-// The common stores of a full panel (16 columns from j) in vectors, the others through GemmOutput::StoreRun:
+// The common stores of a full panel (16 columns from j) in vectors, the others through StoreRun (gemm_store.h):
 // packed bits (words or lane bits), float rows (not transposed, no row kinds), and transposed floats (filters as
 // lanes: lane l is filter j + l, whose row gets pixel i's float). The same arithmetic as StoreRun. Returns false
 // when it stores nothing.
@@ -113,7 +113,7 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&cou
     }
     signs |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ))) << (8 * h);
   }
-  if (out.sign_bits) out.SignsOf(i, j) = static_cast<uint16_t>(signs);
+  if (out.sign_bits) SignsOf(out, i, j) = static_cast<uint16_t>(signs);
   return true;
 }
 
@@ -150,7 +150,7 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, co
     alignas(32) int32_t lane_counts[kPanelLanes];
     _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts), totals[r][0]);
     _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts + 8), totals[r][1]);
-    out.StoreRun(i + r, j, lane_counts, lanes);
+    StoreRun(out, i + r, j, lane_counts, lanes);
   }
 }
 

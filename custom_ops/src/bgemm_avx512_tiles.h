@@ -13,7 +13,7 @@
 
 #include <immintrin.h>
 
-#include "bgemm.h"
+#include "gemm_store.h"
 
 namespace bnn2onnx {
 namespace {  // internal linkage: each including file keeps its own copy, built for its ISA
@@ -27,7 +27,7 @@ inline __m512i Dots(__m512i bits, __m512i popcounts) {
   return _mm512_sub_epi32(bits, _mm512_add_epi32(popcounts, popcounts));
 }
 
-// Stores 16 results of row i from columns j.. (the lanes set in `lanes`) from their popcounts (GemmOutput::StoreRun),
+// Stores 16 results of row i from columns j.. (the lanes set in `lanes`) from their popcounts (StoreRun, gemm_store.h),
 // except float rows (not transposed), which StoreFloatRows stores a tile at a time.
 inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcounts, __mmask16 lanes) {
   __m512i dot = Dots(_mm512_set1_epi32(out.bits), popcounts);
@@ -78,11 +78,11 @@ inline void Store16(const GemmOutput& out, int64_t i, int64_t j, __m512i popcoun
   }
   if (out.final_relu) y = _mm512_maskz_max_ps(lanes, _mm512_setzero_ps(), y);
   _mm512_mask_i32scatter_ps(out.floats + at, lanes, rows, y, 4);
-  if (out.sign_bits) out.SignsOf(i, j) = _mm512_mask_cmp_ps_mask(lanes, y, _mm512_setzero_ps(), _CMP_LT_OQ);
+  if (out.sign_bits) SignsOf(out, i, j) = _mm512_mask_cmp_ps_mask(lanes, y, _mm512_setzero_ps(), _CMP_LT_OQ);
 }
 
 // The R x P results of a tile stored as float rows (not transposed; the pixels-as-lanes convolution), with
-// GemmOutput::StoreRun's arithmetic. Each optional step runs over the whole tile behind one test, its loops
+// StoreRun's arithmetic. Each optional step runs over the whole tile behind one test, its loops
 // unrolled so that the tile stays in registers: tested per vector instead, the tests and the values they needed
 // (spilled from registers) made this store cost two thirds of the GEMM of a 64-channel 3x3 layer. out's fields
 // are read before any store (a store through out.floats may alias them). kMapped: out has a column map (a
@@ -215,7 +215,7 @@ inline void TransposeQuads(__m512 (&v)[4]) {
 }
 
 // The 4 x P results of a tile stored as transposed floats (filters as lanes: rows i..i + 3 are consecutive pixels,
-// so each filter's four are 4 consecutive floats of its output row), with GemmOutput::StoreRun's arithmetic: the
+// so each filter's four are 4 consecutive floats of its output row), with StoreRun's arithmetic: the
 // residual is read and the output written 4 floats at a time (after a transpose, block k of a vector by a masked
 // load or store from 4k floats before the block's address, which lies within the output: filter 4k + m's row
 // starts at least 4k floats in), not gathered and scattered a float at a time (that cost 12% of a 7x7
@@ -267,7 +267,7 @@ void StoreFloatQuads(const GemmOutput& out, int64_t i, int64_t j, const __m512i 
       __m512 rows[4] = {y[0], y[1], y[2], y[3]};
       TransposeQuads(rows);
       for (int q = 0; q < 4; ++q) {
-        o.SignsOf(i + q, column) = _mm512_mask_cmp_ps_mask(lanes, rows[q], _mm512_setzero_ps(), _CMP_LT_OQ);
+        SignsOf(o, i + q, column) = _mm512_mask_cmp_ps_mask(lanes, rows[q], _mm512_setzero_ps(), _CMP_LT_OQ);
       }
     }
     for (int m = 0; m < 4; ++m) {

@@ -1,4 +1,4 @@
-#include "bgemm.h"
+#include "gemm_store.h"
 
 namespace bnn2onnx {
 namespace {
@@ -24,7 +24,7 @@ void Gemm(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const Gemm
         const Word* column = panel + (kWordOffsets ? b.word_offsets[k] : k * kPanelLanes);
         for (int64_t l = 0; l < kPanelLanes; ++l) lanes[l] += Popcount32(word ^ column[l]);
       }
-      out.StoreRun(i, j0, lanes, n - j0 < kPanelLanes ? n - j0 : kPanelLanes);
+      StoreRun(out, i, j0, lanes, n - j0 < kPanelLanes ? n - j0 : kPanelLanes);
     }
   }
 }

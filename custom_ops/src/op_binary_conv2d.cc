@@ -13,6 +13,7 @@
 // input contributed at the padded taps (per filter and kind of border pixel).
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,11 @@
 
 namespace bnn2onnx {
 namespace {
+
+bool ImplicitGemmOnEveryIsa() {
+  const char* setting = std::getenv("BNN2ONNX_IMPLICIT_GEMM");
+  return setting != nullptr && std::string(setting) == "1";
+}
 
 struct ConvGeometry {
   int64_t channels_in = 0, group = 1, channels_per_group = 0, words_per_group = 0;
@@ -158,7 +164,8 @@ class BinaryConv2D {
       : geometry_(ReadGeometry(Attributes(info))),
         layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_); }),
         gather_panel_(GatherPanelFor(layer_.isa())), pack_channels_(PackChannelsFor(layer_.isa())),
-        lane_bits_to_pixels_(LaneBitsToPixelsFor(layer_.isa())), sign_out_(HasOutput(info, 1)) {
+        lane_bits_to_pixels_(LaneBitsToPixelsFor(layer_.isa())), sign_out_(HasOutput(info, 1)),
+        implicit_gemm_(IsAvx512(layer_.isa()) || ImplicitGemmOnEveryIsa()) {
     Check(!sign_out_ || (layer_.spec().mode == OutputMode::kFloat && geometry_.group == 1),
           "output 1 (the packed signs of output 0) needs float output (packed_output=0) and group=1");
   }
@@ -197,6 +204,7 @@ class BinaryConv2D {
     return (out_h - 1) * grid.width + out_w;
   }
 
+  // Every term is at most 3 * kMaxDim (op_common.h), so the grid's size cannot overflow.
   Grid GridFor(int64_t height, int64_t width) const {
     const ConvGeometry& g = geometry_;
     Grid grid;
@@ -220,8 +228,10 @@ class BinaryConv2D {
     }
     in.image_words = planar ? in.pixel_stride * planar->plane_words : pixels * in.pixel_stride;
     // Planar: the padding and the planes' tails are zeros (+1); every other word is written below.
-    in.storage.assign(static_cast<size_t>(batch * in.image_words), Word{0});
+    in.storage.assign(static_cast<size_t>(CheckedProduct({batch, in.image_words}, "packed input")), Word{0});
     Word* out = in.storage.data();
+    in.base = out;
+    if (pixels == 0) return in;  // an empty image (every tap padding): nothing to pack
     const int64_t chunks = (g.channels_per_group + kPackChannels - 1) / kPackChannels;  // per group
     const int64_t band_rows = std::min(height, (kPackPixels + width - 1) / width);
     const int64_t bands = (height + band_rows - 1) / band_rows;  // per image
@@ -255,7 +265,6 @@ class BinaryConv2D {
               word * planar->plane_words + (h + g.pad_top) * planar->width + g.pad_left - h * width);
       }
     });
-    in.base = in.storage.data();
     return in;
   }
 
@@ -298,10 +307,12 @@ class BinaryConv2D {
     Word* y_packed = packed_out ? reinterpret_cast<Word*>(y.GetTensorMutableData<int32_t>()) : nullptr;
 
     const int64_t pixel_stride = g.group * g.words_per_group;
+    // Every word offset into an image, its padding included (a gather's lane and tap offsets, the implicit GEMM's
+    // planes), fits int32.
     const Grid grid = GridFor(height, width);  // used with the implicit GEMM
-    Check(height * width * pixel_stride <= std::numeric_limits<int32_t>::max() &&
-              grid.plane_words * pixel_stride <= std::numeric_limits<int32_t>::max(),
-          "input (input 0) shape ", ShapeStr(x.shape), ": an image of more than 2^31 packed words is not supported");
+    Check(grid.plane_words <= std::numeric_limits<int32_t>::max() / pixel_stride, "input (input 0) shape ",
+          ShapeStr(x.shape), " with pads ", ShapeStr({g.pad_top, g.pad_left, g.pad_bottom, g.pad_right}),
+          ": a padded image of more than 2^31 packed words is not supported");
     const int64_t pixels = out_h * out_w;
     const int64_t field_words = f.field_words;
     const int64_t per_group = out_c / g.group;
@@ -611,7 +622,9 @@ class BinaryConv2D {
   //   grid's columns past the output width are computed for nothing: not when that costs more than gathering would
   //   (measured at 64@56: gathering a panel of fields costs about what the GEMM of 10 filters against it does;
   //   kGatherFilters leans towards the gather). AVX-512 only: the AVX2 and portable kernels lose more to B's word
-  //   offsets and to panels across a row end than the gather costs (64@56: 1.2x and 2.4x slower).
+  //   offsets and to panels across a row end than the gather costs (64@56: 1.2x and 2.4x slower), so they take it
+  //   only with BNN2ONNX_IMPLICIT_GEMM=1 (ImplicitGemmOnEveryIsa), which lets the tests run its layout on CPUs
+  //   without AVX-512.
   struct GemmForm {
     bool filter_lanes = false, implicit = false;
   };
@@ -621,7 +634,7 @@ class BinaryConv2D {
     constexpr int64_t kGatherFilters = 8;
     const auto panels = [](int64_t n) { return (n + kPanelLanes - 1) / kPanelLanes; };
     const bool pixel_lanes = !FilterLanesFillBetter(pixels, per_group) && padding.FitColumns();
-    const bool implicit = pixel_lanes && IsAvx512(layer_.isa()) && geometry_.stride_h == 1 &&
+    const bool implicit = pixel_lanes && implicit_gemm_ && geometry_.stride_h == 1 &&
                           geometry_.stride_w == 1 &&
                           panels(grid_columns) * per_group < panels(pixels) * (per_group + kGatherFilters) &&
                           (!packed_out || geometry_.group == 1);
@@ -710,6 +723,7 @@ class BinaryConv2D {
   PackChannelsFn pack_channels_;
   LaneBitsToPixelsFn lane_bits_to_pixels_;
   bool sign_out_;  // output 1: the float output's signs, packed
+  bool implicit_gemm_;  // whether ChooseGemmForm may pick the implicit GEMM
   // TablesFor's tables for the last input size (height, width, words per pixel); runs of one session may come from
   // several threads.
   mutable struct {

@@ -17,8 +17,8 @@ constexpr int64_t kRowGroup = 16;
 
 int64_t ReadChannelsIn(const Attributes& attributes) {
   const int64_t channels_in = attributes.RequiredInt("channels_in");
-  Check(channels_in >= 1 && channels_in <= kMaxAccumulatorBits, "attribute 'channels_in' must be in [1, ",
-        kMaxAccumulatorBits, "], got ", channels_in);
+  Check(channels_in >= 1 && channels_in <= kMaxDim, "attribute 'channels_in' must be in [1, ", kMaxDim, "], got ",
+        channels_in);
   return channels_in;
 }
 

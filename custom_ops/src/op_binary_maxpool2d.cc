@@ -9,6 +9,22 @@
 namespace bnn2onnx {
 namespace {
 
+// The taps [begin, end) of a window along one axis that read inside the input: tap k reads start + k * dilation,
+// inside when in [0, size). The loops visit only these, so a window over an empty or mostly padded input costs
+// nothing.
+struct TapRange {
+  int64_t begin = 0, end = 0;
+};
+
+TapRange TapsInside(int64_t start, int64_t dilation, int64_t size, int64_t kernel) {
+  const auto taps_before = [dilation](int64_t distance) { return (distance + dilation - 1) / dilation; };
+  TapRange r;
+  r.begin = start < 0 ? std::min(kernel, taps_before(-start)) : 0;
+  r.end = start < size ? std::min(kernel, taps_before(size - start)) : 0;
+  r.end = std::max(r.begin, r.end);
+  return r;
+}
+
 class BinaryMaxPool2D {
  public:
   static constexpr const char* kName = "BinaryMaxPool2D";
@@ -60,23 +76,24 @@ class BinaryMaxPool2D {
     CheckedProduct(out_shape, "output");
     Word* y = reinterpret_cast<Word*>(ctx.GetOutput(0, out_shape).GetTensorMutableData<int32_t>());
     const Word* in = x.As<Word>();
-    ParallelFor(ctx, static_cast<size_t>(batch * out_h), [&](size_t task) {
+    ParallelFor(ctx, static_cast<size_t>(CheckedProduct({batch, out_h}, "output rows")), [&](size_t task) {
       const int64_t n = static_cast<int64_t>(task) / out_h;
       const int64_t oh = static_cast<int64_t>(task) % out_h;
+      const int64_t top = oh * strides_[0] - pads_[0];
+      const TapRange rows = TapsInside(top, dilations_[0], height, kernel_[0]);
       for (int64_t ow = 0; ow < out_w; ++ow) {
         Word* dst = y + ((n * out_h + oh) * out_w + ow) * words;
         std::fill(dst, dst + words, ~Word{0});
-        for (int64_t kh = 0; kh < kernel_[0]; ++kh) {
-          const int64_t ih = oh * strides_[0] - pads_[0] + kh * dilations_[0];
-          if (ih < 0 || ih >= height) continue;
-          for (int64_t kw = 0; kw < kernel_[1]; ++kw) {
-            const int64_t iw = ow * strides_[1] - pads_[1] + kw * dilations_[1];
-            if (iw < 0 || iw >= width) continue;
-            const Word* src = in + ((n * height + ih) * width + iw) * words;
+        const int64_t left = ow * strides_[1] - pads_[1];
+        const TapRange columns = TapsInside(left, dilations_[1], width, kernel_[1]);
+        for (int64_t kh = rows.begin; kh < rows.end; ++kh) {
+          const int64_t ih = top + kh * dilations_[0];
+          for (int64_t kw = columns.begin; kw < columns.end; ++kw) {
+            const Word* src = in + ((n * height + ih) * width + left + kw * dilations_[1]) * words;
             for (int64_t w = 0; w < words; ++w) dst[w] &= src[w];
           }
         }
-        // A window that saw no input (possible only with dilation) stays all -1, like max over nothing = -inf.
+        // A window that saw no input (dilated, or over an empty input) stays all -1, like max over nothing = -inf.
         dst[words - 1] &= ValidBits(channels_, words - 1);
       }
     });

@@ -15,10 +15,11 @@ struct Layout {
   int64_t batch = 0, channels = 0, pixels = 0;
 };
 
-// Splits [batch x pixels] into tasks of at most kPixelsPerTask pixels of one image and runs body on each.
+// Splits [batch x pixels] into tasks of at most kPixelsPerTask pixels of one image and runs body on each (none
+// when there are no pixels).
 template <class F>
 void ForPixelChunks(Ort::KernelContext& ctx, const Layout& l, F&& body) {
-  const int64_t chunks = std::max<int64_t>(1, (l.pixels + kPixelsPerTask - 1) / kPixelsPerTask);
+  const int64_t chunks = (l.pixels + kPixelsPerTask - 1) / kPixelsPerTask;
   ParallelFor(ctx, static_cast<size_t>(l.batch * chunks), [&](size_t task) {
     const int64_t n = static_cast<int64_t>(task) / chunks;
     const int64_t p_begin = (static_cast<int64_t>(task) % chunks) * kPixelsPerTask;
@@ -55,8 +56,9 @@ class BitPack {
     std::vector<int64_t> out_shape{l.batch};
     out_shape.insert(out_shape.end(), x.shape.begin() + 2, x.shape.end());
     out_shape.push_back(words);
+    const int64_t out_size = CheckedProduct(out_shape, "output");
     Word* y = reinterpret_cast<Word*>(ctx.GetOutput(0, out_shape).GetTensorMutableData<int32_t>());
-    if (words == 0) return;
+    if (out_size == 0) return;
     const float* data = x.As<float>();
     ForPixelChunks(ctx, l, [&](int64_t n, int64_t p_begin, int64_t p_end) {
       pack_channels_(data + n * l.channels * l.pixels, l.pixels, 0, l.channels, p_begin, p_end,
@@ -101,8 +103,9 @@ class BitUnpack {
                    CheckedProduct(std::vector<int64_t>(x.shape.begin() + 1, x.shape.end() - 1), "input")};
     std::vector<int64_t> out_shape{l.batch, channels_};
     out_shape.insert(out_shape.end(), x.shape.begin() + 1, x.shape.end() - 1);
-    CheckedProduct(out_shape, "output");
+    const int64_t out_size = CheckedProduct(out_shape, "output");
     float* y = ctx.GetOutput(0, out_shape).GetTensorMutableData<float>();
+    if (out_size == 0) return;
     const Word* data = x.As<Word>();
     ForPixelChunks(ctx, l, [&](int64_t n, int64_t p_begin, int64_t p_end) {
       UnpackChannels(data + n * l.pixels * words, words, channels_, l.pixels, p_begin, p_end,

@@ -69,12 +69,18 @@ std::optional<std::string> Attributes::OptionalString(const char* name) const {
 
 namespace {
 
-TensorIn Describe(const Ort::ConstValue& value) {
-  Check(value.IsTensor(), "expected a tensor input");
+// Every input passes here, so no op sees a dimension above kMaxDim: an empty tensor may claim any shape, and
+// loops over its batch or derived sizes must not run for 2^40 iterations of nothing.
+TensorIn Describe(const Ort::ConstValue& value, size_t index) {
+  Check(value.IsTensor(), "input ", index, " must be a tensor");
   const Ort::TensorTypeAndShapeInfo info = value.GetTensorTypeAndShapeInfo();
   TensorIn t;
   t.type = info.GetElementType();
   t.shape = info.GetShape();
+  for (const int64_t d : t.shape) {
+    Check(d >= 0 && d <= kMaxDim, "input ", index, " shape ", ShapeStr(t.shape), " has a dimension outside [0, ",
+          kMaxDim, "]");
+  }
   t.size = static_cast<int64_t>(info.GetElementCount());
   t.data = value.GetTensorRawData();
   return t;
@@ -85,14 +91,14 @@ TensorIn Describe(const Ort::ConstValue& value) {
 TensorIn ReadInput(Ort::KernelContext& ctx, size_t index) {
   Ort::ConstValue value = ctx.GetInput(index);
   Check(static_cast<const OrtValue*>(value) != nullptr, "input ", index, " is missing");
-  return Describe(value);
+  return Describe(value, index);
 }
 
 std::optional<TensorIn> OptionalInput(Ort::KernelContext& ctx, size_t index) {
   if (index >= ctx.GetInputCount()) return std::nullopt;
   Ort::ConstValue value = ctx.GetInput(index);
   if (static_cast<const OrtValue*>(value) == nullptr) return std::nullopt;
-  return Describe(value);
+  return Describe(value, index);
 }
 
 bool HasInput(const OrtKernelInfo* info, size_t index) {
@@ -109,7 +115,7 @@ std::optional<TensorIn> ConstantInput(const OrtKernelInfo* info, size_t index) {
   int is_constant = 0;
   const Ort::ConstValue value = Ort::ConstKernelInfo(info).GetTensorConstantInput(index, &is_constant);
   if (!is_constant || static_cast<const OrtValue*>(value) == nullptr) return std::nullopt;
-  return Describe(value);
+  return Describe(value, index);
 }
 
 std::optional<ONNXTensorElementDataType> DeclaredInputType(const OrtKernelInfo* info, size_t index) {
@@ -167,12 +173,13 @@ int64_t SlidingWindowSize(int64_t in, int64_t pad_begin, int64_t pad_end, int64_
   return (in + pad_begin + pad_end - span) / stride + 1;
 }
 
-int64_t CheckedProduct(const std::vector<int64_t>& dims, const char* what) {
+int64_t CheckedProduct(const std::vector<int64_t>& factors, const char* what) {
+  for (int64_t f : factors) Check(f >= 0, what, " has a negative size: ", ShapeStr(factors));
+  // An empty tensor's other dimensions may multiply past int64: its size is still 0.
+  if (std::find(factors.begin(), factors.end(), 0) != factors.end()) return 0;
   int64_t product = 1;
-  for (int64_t d : dims) {
-    Check(d >= 0, what, " has a negative dimension: ", ShapeStr(dims));
-    Check(d == 0 || product <= std::numeric_limits<int64_t>::max() / d, what, " is too large: ", ShapeStr(dims));
-    product *= d;
+  for (int64_t f : factors) {
+    Check(!__builtin_mul_overflow(product, f, &product), what, " is too large: ", ShapeStr(factors));
   }
   return product;
 }

@@ -26,8 +26,10 @@ namespace bnn2onnx {
 inline constexpr const char* kDomain = "bnn2onnx";
 inline constexpr uint32_t kMinOrtApiVersion = 21;
 
-// Bounds that keep every size computation far from overflow: no dimension, channel count, kernel size,
-// stride or pad may exceed kMaxDim, and a +-1 dot product never exceeds kMaxAccumulatorBits terms.
+// Bounds that keep every size computation far from overflow (docs/ops.md, "Size limits"): no input dimension,
+// channel count, kernel size, stride, dilation or pad exceeds kMaxDim, so a sum of a few of them or a product of
+// two stays far inside int64 and every other derived size goes through CheckedProduct; and a +-1 dot product
+// never exceeds kMaxAccumulatorBits terms.
 inline constexpr int64_t kMaxDim = int64_t{1} << 24;
 inline constexpr int64_t kMaxAccumulatorBits = int64_t{1} << 30;
 
@@ -141,8 +143,9 @@ std::vector<int64_t> PairAttribute(const Attributes& attributes, const char* nam
 int64_t SlidingWindowSize(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t kernel, int64_t dilation,
                           int64_t stride, const char* axis);
 
-// Product of dimensions; throws instead of overflowing (absurd shapes must not wrap around).
-int64_t CheckedProduct(const std::vector<int64_t>& dims, const char* what);
+// The one way the ops multiply sizes (elements, words, scratch, grid planes): the product of non-negative
+// factors, or an error naming `what` instead of a wrapped value.
+int64_t CheckedProduct(const std::vector<int64_t>& factors, const char* what);
 
 // Memory owned by the calling thread and kept across runs, so that a kernel does not allocate (and fault in
 // fresh pages) on every run. The contents are stale; each Tag names a separate buffer.
