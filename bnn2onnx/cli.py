@@ -98,7 +98,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     with _stage_display() as progress:
         result = convert_with_report(args.source, inputs=_load_inputs(args.inputs), samples=args.samples,
                                      seed=args.seed, verify_result=not args.no_verify,
-                                     progress=progress)
+                                     trust_lambda=args.trust_lambda, progress=progress)
     _print_conversion(result, args.source)
     if result.verification is not None:
         console.print(f"verification: {result.verification.summary()}")
@@ -115,7 +115,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     converted = read_onnx(Path(args.converted))
     with _stage_display() as progress:
-        source = load_source(args.source, progress)
+        source = load_source(args.source, progress, trust_lambda=args.trust_lambda)
         inputs = _load_inputs(args.inputs)
         feeds = feeds_from_array(converted, inputs) if inputs is not None else \
             random_inputs(converted, args.samples, args.seed)
@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--inputs", help="a .npy batch to verify on (default: random inputs)")
         command.add_argument("--samples", type=int, default=16, help="random inputs to verify on (default 16)")
         command.add_argument("--seed", type=int, default=0)
+        command.add_argument("--trust-lambda", action="store_true",
+                             help="let Keras run the Python code of the model's Lambda layers (only for a file you "
+                                  "trust: Keras refuses it by default)")
     convert.add_argument("--no-verify", action="store_true", help="skip the comparison with the source")
     convert.set_defaults(run=cmd_convert)
     verify.set_defaults(run=cmd_verify)

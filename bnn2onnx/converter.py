@@ -58,9 +58,11 @@ class Source:
     values: SourceValues | None = None  # the source's own intermediate values, by float-ONNX tensor name
 
 
-def load_source(source: Any, progress: Progress, example_input: Any = None, exporter: str = "dynamo") -> Source:
+def load_source(source: Any, progress: Progress, example_input: Any = None, exporter: str = "dynamo",
+                trust_lambda: bool = False) -> Source:
     """A float or QONNX .onnx file, a torch.nn.Module (with `example_input`) or saved torch.export program (.pt2),
-    a Keras/Larq file or directory, or a tf.keras Model object."""
+    a Keras/Larq file or directory (`trust_lambda`: run the code of its Lambda layers), or a tf.keras Model
+    object."""
     suffix = Path(source).suffix.lower() if isinstance(source, (str, Path)) else ""
     if suffix == ".onnx":
         progress("loading ONNX")
@@ -81,7 +83,7 @@ def load_source(source: Any, progress: Progress, example_input: Any = None, expo
     owned = isinstance(source, (str, Path))
     if owned:
         progress("loading Keras model")
-        model = keras.load_keras_model(source)
+        model = keras.load_keras_model(source, trust_lambda)
     elif isinstance(source, keras.tensorflow_for_larq().keras.Model):
         model = source
     else:
@@ -146,10 +148,10 @@ def check_model(model: onnx.ModelProto) -> None:
 
 def convert_with_report(source: Any, example_input: Any = None, *, inputs: np.ndarray | None = None,
                         samples: int = 16, seed: int = 0, verify_result: bool = True, exporter: str = "dynamo",
-                        progress: Progress = lambda stage: None) -> ConversionResult:
+                        trust_lambda: bool = False, progress: Progress = lambda stage: None) -> ConversionResult:
     """Like `convert`, returning the model with what was converted, what stayed float and why, and the
     verification."""
-    loaded = load_source(source, progress, example_input, exporter)
+    loaded = load_source(source, progress, example_input, exporter, trust_lambda)
     progress("optimising (binary layers, packing, thresholds)")
     model, report = optimize(loaded.float_model)
     check_model(model)
@@ -164,17 +166,19 @@ def convert_with_report(source: Any, example_input: Any = None, *, inputs: np.nd
 
 
 def convert(source: Any, example_input: Any = None, *, inputs: np.ndarray | None = None, samples: int = 16,
-            seed: int = 0, verify_result: bool = True, exporter: str = "dynamo") -> onnx.ModelProto:
+            seed: int = 0, verify_result: bool = True, exporter: str = "dynamo",
+            trust_lambda: bool = False) -> onnx.ModelProto:
     """Converts a model to ONNX with bnn2onnx binary ops. `source`: a Keras/Larq model (object, or .h5/.keras/
     SavedModel path), a torch.nn.Module with `example_input` (a tensor, or tuple of tensors, of its input shape;
     exported by torch.onnx's `exporter`, "dynamo" or "legacy", with a free batch), a torch.export program (.pt2
-    path), or a float or QONNX .onnx path.
+    path), or a float or QONNX .onnx path. `trust_lambda=True` lets Keras run the Python code of Lambda layers
+    stored in a model file (Keras refuses by default: only for files from a source you trust).
 
     With verification (default) the result is compared with the source on `inputs` (or `samples` random
     inputs); a disagreement that sign ties at 0 do not explain raises ConversionError.
     """
     result = convert_with_report(source, example_input, inputs=inputs, samples=samples, seed=seed,
-                                 verify_result=verify_result, exporter=exporter)
+                                 verify_result=verify_result, exporter=exporter, trust_lambda=trust_lambda)
     if result.verification is not None and not result.verification.passed:
         raise ConversionError("converted model disagrees with the source: " + result.verification.summary())
     return result.model

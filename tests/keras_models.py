@@ -77,8 +77,37 @@ def bireal_style(seed: int = 0):
     return randomize_batch_norms(tf.keras.Model(x, h, name="bireal_style"))
 
 
+def layer_options(seed: int = 0):
+    """Binary convs with larq's other options: groups (Keras runs them through XLA, which tf2onnx cannot export),
+    dilation, and a depthwise conv."""
+    tf.keras.utils.set_random_seed(seed)
+    x = tf.keras.Input((12, 12, 8))
+    h = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = lq.layers.QuantConv2D(32, 3, padding="same", groups=4, **BINARY)(h)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = lq.layers.QuantConv2D(40, 3, padding="same", dilation_rate=2, **BINARY)(h)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = lq.layers.QuantDepthwiseConv2D(3, padding="same", input_quantizer="ste_sign", depthwise_quantizer="ste_sign",
+                                       use_bias=False)(h)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = tf.keras.layers.GlobalAveragePooling2D()(h)
+    h = tf.keras.layers.Dense(10)(h)
+    return randomize_batch_norms(tf.keras.Model(x, h, name="layer_options"))
+
+
+def lambda_model():
+    """A binary conv behind a Lambda layer, whose Python code a saved file carries."""
+    x = tf.keras.Input((8, 8, 3))
+    h = tf.keras.layers.Conv2D(16, 3, padding="same")(x)
+    h = tf.keras.layers.Lambda(lambda t: t * 0.5)(h)
+    h = lq.layers.QuantConv2D(16, 3, padding="same", **BINARY)(h)
+    return tf.keras.Model(x, tf.keras.layers.GlobalAveragePooling2D()(h), name="lambda_model")
+
+
 def binary_layer_count(model) -> int:
     """Quantized conv/dense layers with both a binary input quantizer and a binary kernel quantizer."""
     return sum(1 for layer in model.layers
-               if isinstance(layer, (lq.layers.QuantConv2D, lq.layers.QuantDense))
-               and layer.input_quantizer is not None and layer.kernel_quantizer is not None)
+               if isinstance(layer, (lq.layers.QuantConv2D, lq.layers.QuantDepthwiseConv2D, lq.layers.QuantDense))
+               and layer.input_quantizer is not None
+               and (getattr(layer, "kernel_quantizer", None) or getattr(layer, "depthwise_quantizer", None)))

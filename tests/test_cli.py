@@ -120,3 +120,16 @@ def test_bad_input_gives_one_line_error_and_writes_nothing(case: str, tmp_path: 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bnn2onnx: error:") and expected in lines[0], result.stderr
     assert not output.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_lambda_model_converts_only_with_trust_lambda(tmp_path: Path) -> None:
+    from keras_models import lambda_model
+
+    source, out = tmp_path / "lambda.keras", tmp_path / "lambda.onnx"
+    lambda_model().save(source)
+    refused = run_cli("convert", str(source), "-o", str(out))
+    assert refused.returncode != 0 and "--trust-lambda" in refused.stderr + refused.stdout
+    assert not out.exists()
+    trusted = run_cli("convert", str(source), "-o", str(out), "--trust-lambda")
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert "1 binary layers" in trusted.stdout and out.exists()

@@ -3,6 +3,8 @@ custom ops, compared with Keras itself."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -10,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from keras_models import binary_layer_count, bireal_style, tf, vgg_style
+from keras_models import binary_layer_count, bireal_style, lambda_model, layer_options, tf, vgg_style
 
 import bnn2onnx
 from bnn2onnx.converter import convert, convert_with_report
+from bnn2onnx.errors import ConversionError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "models"))
@@ -74,6 +77,39 @@ def test_bireal_style_model_keeps_float_outputs_and_is_exact() -> None:
     x = np.random.default_rng(2).standard_normal((64, 16, 16, 3)).astype(np.float32)
     expected = model.predict(x, verbose=0)
     np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_grouped_dilated_and_depthwise_binary_convs_become_binary_ops_and_are_exact() -> None:
+    model = layer_options()
+    result = convert_with_report(model, samples=32)
+    assert result.verification.outputs_agree, result.verification.summary()
+    assert op_counts(result.model)["BinaryConv2D"] == binary_layer_count(model) == 3
+    group_attributes = [a.i for n in result.model.graph.node if n.op_type == "BinaryConv2D" for a in n.attribute
+                        if a.name == "group"]
+    assert sorted(group_attributes) == [4, 40]  # the grouped conv, and the depthwise conv (one group a channel)
+    x = np.random.default_rng(3).standard_normal((32, 12, 12, 8)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_lambda_layers_load_only_with_the_trust_opt_in(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"lambda{suffix}"
+    lambda_model().save(path)
+    with pytest.raises(ConversionError, match="has a Lambda layer.*--trust-lambda.*trust_lambda=True"):
+        convert(path)
+    result = convert_with_report(path, trust_lambda=True)
+    assert result.verification.passed and len(result.binary_layers) == 1
+
+
+def test_keras3_file_is_refused_naming_keras_2(tmp_path: Path) -> None:
+    """Today's default tf.keras is Keras 3; Larq (and the legacy Keras that loads Larq models) needs Keras 2."""
+    path = tmp_path / "k3.keras"
+    environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    script = f"import keras; keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save({str(path)!r})"
+    subprocess.run([sys.executable, "-c", script], check=True, env=environment, capture_output=True)
+    with pytest.raises(ConversionError, match=r"saved by Keras 3\..*need Keras 2.*tf_keras"):
+        convert(path)
 
 
 def test_converted_model_validates_and_declares_custom_op_shapes() -> None:

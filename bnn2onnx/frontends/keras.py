@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -73,20 +75,66 @@ def is_keras_source(path: Path) -> bool:
     return path.suffix.lower() in KERAS_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
 
 
-def load_keras_model(path: str | Path) -> Any:
-    """A tf.keras Model from a .h5/.keras file or a SavedModel directory; ConversionError with the reason."""
+def keras3_version(path: Path) -> str | None:
+    """The Keras version that saved a .keras file, when it is Keras 3 (whose format legacy Keras cannot read)."""
+    if path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        if "metadata.json" not in archive.namelist():
+            return None
+        try:
+            version = str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+        except (ValueError, AttributeError):
+            return None
+    return version if version.startswith("3") else None
+
+
+def h5_has_lambda_layers(path: Path) -> bool:
+    """Whether an .h5 model's config has a Lambda layer: Keras runs their stored Python code from .h5 files
+    without asking (its safe_mode covers .keras only), so the opt-in is checked here for both."""
+    if path.suffix.lower() not in (".h5", ".hdf5"):
+        return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            config = file.attrs.get("model_config")
+    except OSError:
+        return False  # not readable as HDF5: load_model says why
+    if isinstance(config, bytes):
+        config = config.decode(errors="replace")
+    return isinstance(config, str) and '"class_name": "Lambda"' in config
+
+
+def lambda_needs_trust(path: Path) -> ConversionError:
+    return ConversionError(f"{path} has a Lambda layer, whose Python code Keras runs only from a trusted file: if "
+                           "you trust its source, pass --trust-lambda (CLI) or trust_lambda=True (Python API)")
+
+
+def load_keras_model(path: str | Path, trust_lambda: bool = False) -> Any:
+    """A tf.keras Model from a .h5/.keras file or a SavedModel directory; ConversionError with the reason.
+    `trust_lambda`: let Keras run the Python code of Lambda layers stored in the file (its safe_mode=False):
+    only for files from a trusted source."""
     path = Path(path)
     if not path.exists():
         raise ConversionError(f"{path}: no such file or directory")
     if not is_keras_source(path):
         raise ConversionError(f"{path}: not a Keras model (expected .h5, .keras or a SavedModel directory)")
+    if version := keras3_version(path):
+        raise ConversionError(f"{path} was saved by Keras {version}; Larq models need Keras 2: load and save it "
+                              "with tf_keras (pip install tf-keras; TF_USE_LEGACY_KERAS=1), or save as .h5")
+    if not trust_lambda and h5_has_lambda_layers(path):
+        raise lambda_needs_trust(path)
     tf = tensorflow_for_larq()
     stand_ins: dict[str, Any] = {}
     while True:
         try:
-            model = tf.keras.models.load_model(path, compile=False, custom_objects=stand_ins)
+            model = tf.keras.models.load_model(path, compile=False, custom_objects=stand_ins,
+                                               safe_mode=not trust_lambda)
             break
         except Exception as error:  # Keras raises many types for unreadable or foreign files
+            if "safe_mode" in str(error):
+                raise lambda_needs_trust(path) from error
             missing = TRAINING_ONLY_OBJECT.search(str(error))
             if missing and missing.group(2) not in stand_ins:
                 stand_ins[missing.group(2)] = _stand_in(tf, missing.group(1))
@@ -136,6 +184,7 @@ def keras_to_float_onnx(model: Any, owned: bool = False) -> onnx.ModelProto:
     from bnn2onnx.frontends.tf2onnx_memory import constants_copied_once
 
     baked = bake_kernel_quantizers(model, in_place=owned)
+    convolve_groups_without_xla(baked)
     signature = [tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype, name=name)
                  for tensor, name in zip(baked.inputs, model.input_names)]
     # TF2ONNX_CATCH_ERRORS=FALSE: an optimizer that fails must stop the conversion, not be skipped silently.
@@ -149,7 +198,25 @@ def keras_to_float_onnx(model: Any, owned: bool = False) -> onnx.ModelProto:
     proto = with_external_tensors_inlined(proto, storage.name_to_tensor_data)
     del storage, baked
     release_freed_memory()
+    check_only_onnx_ops(proto, model.name)
     return proto
+
+
+def convolve_groups_without_xla(model: Any) -> None:
+    """Keras runs a grouped convolution (groups > 1) through an XLA-compiled function, which tf2onnx cannot
+    export (it leaves a TensorFlow PartitionedCall node); the same convolution op called directly is a plain
+    Conv2D, which tf2onnx exports as an ONNX Conv with `group`. Same values: XLA only compiles that op."""
+    for layer in model.submodules:
+        if getattr(layer, "groups", 1) > 1 and hasattr(layer, "convolution_op"):
+            layer._jit_compiled_convolution_op = layer.convolution_op
+
+
+def check_only_onnx_ops(proto: onnx.ModelProto, name: str) -> None:
+    """tf2onnx keeps a TensorFlow op it cannot convert as a node of that op type; name them rather than fail
+    later on a node no ONNX runtime knows."""
+    unknown = sorted({f"{n.op_type} ({n.name})" for n in proto.graph.node if not onnx.defs.has(n.op_type, n.domain)})
+    if unknown:
+        raise ConversionError(f"tf2onnx could not convert these TensorFlow ops of {name!r}: {', '.join(unknown)}")
 
 
 def release_freed_memory() -> None:
