@@ -217,7 +217,7 @@ def conv_case(rng: np.random.Generator) -> Case:
     # Sometimes rows wider than a 16-pixel panel of the GEMM (most panels then lie within one row).
     width = max(int(rng.integers(1, 10) if rng.random() < 0.9 else rng.integers(17, 40)),
                 (kw - 1) * dw + 1 - pads[1] - pads[3])
-    pad_value = int(rng.integers(0, 2))
+    pad_value = int(rng.integers(-1, 2))
     packed_out = bool(rng.random() < 0.5)
     relu = bool(not packed_out and rng.random() < 0.3)
     final_relu = bool(not packed_out and rng.random() < 0.25)
@@ -245,12 +245,13 @@ def conv_case(rng: np.random.Generator) -> Case:
     expected = reference.binary_conv2d(x, w_packed, first, second, post.get("post_multiplier"),
                                        post.get("post_bias"), post.get("residual"), **given)
 
-    # Independent: sign with Where, +1 padding with Pad, zero padding through Conv's own pads.
+    # Independent: sign with Where, +1 and -1 padding with Pad, zero padding through Conv's own pads.
     conv_pads = [pads[0], pads[1], pads[2], pads[3]] if pad_value == 0 else [0, 0, 0, 0]
     nodes = _signs_nodes("xf", "s")
     conv_input = "s"
-    if pad_value == 1:
-        nodes.append(helper.make_node("Pad", ["s", "pad_amounts", "one"], ["s_padded"], mode="constant"))
+    if pad_value != 0:
+        value = "one" if pad_value == 1 else "minus_one"
+        nodes.append(helper.make_node("Pad", ["s", "pad_amounts", value], ["s_padded"], mode="constant"))
         conv_input = "s_padded"
     nodes.append(helper.make_node("Conv", [conv_input, "wf"], ["acc"], pads=conv_pads, strides=[sh, sw],
                                   dilations=[dh, dw], group=group, kernel_shape=[kh, kw]))
@@ -347,7 +348,7 @@ _BINARY_LAYER = {"batch > 1", "odd channels", "packed input", "float input", "pa
                  "weights as runtime inputs", "constant weights", "relu", "post affine", "residual", "final relu"}
 # What the random cases of one test run must have covered between them.
 REQUIRED_FEATURES: dict[str, set[str]] = {
-    "BinaryConv2D": _BINARY_LAYER | {"pad_value=0", "pad_value=1", "groups", "over 64 filters per group",
+    "BinaryConv2D": _BINARY_LAYER | {"pad_value=0", "pad_value=1", "pad_value=-1", "groups", "over 64 filters per group",
                                      "over 192 filters", "dilation", "stride 2, asymmetric pads", "kernel=1x1",
                                      "kernel=3x3", "kernel=7x7", "stride 1, rows wider than a panel",
                                      "signs output"},

@@ -113,7 +113,7 @@ CASES = {
     "conv_zero_stride": conv("attribute 'strides' values must be in [1, ", strides=[0, 1]),
     "conv_dilations_length": conv("attribute 'dilations' must have 2 values", dilations=[1, 1, 1]),
     "conv_negative_pads": conv("attribute 'pads' values must be in [0, ", pads=[-1, 0, 0, 0]),
-    "conv_pad_value": conv("attribute 'pad_value' must be 0 (zero padding) or 1", pad_value=2),
+    "conv_pad_value": conv("attribute 'pad_value' must be 0 (zero padding), 1 (+1 padding) or -1", pad_value=2),
     "conv_activation": conv("attribute 'activation' must be \"NONE\" or \"RELU\", got \"TANH\"", activation="TANH"),
     "conv_final_activation": conv("attribute 'final_activation' must be \"NONE\" or \"RELU\", got \"SIGMOID\"",
                                   final_activation="SIGMOID"),

@@ -84,8 +84,10 @@ def binary_conv2d_accumulator(x: np.ndarray, weights: np.ndarray, *, channels_in
 
     acc[n, o, oh, ow] = sum over c < C/group, kh, kw of  X[n, g*C/group + c, ih, iw] * W[o, c, kh, kw]
     with g = o // (O/group), ih = oh*stride_h - pad_top + kh*dilation_h (iw likewise), and X outside the input
-    equal to 0 (pad_value=0: padded positions contribute nothing) or +1 (pad_value=1).
+    equal to 0 (pad_value=0: padded positions contribute nothing), +1 (pad_value=1) or -1 (pad_value=-1).
     """
+    if pad_value not in (-1, 0, 1):
+        raise ValueError(f"pad_value must be -1, 0 or 1, got {pad_value}")
     xs = _input_signs(x, channels_in)  # [N, C, H, W]
     w = np.where(unpack_bits(weights, channels_in // group), -1, 1).astype(np.int64)  # [O, KH, KW, Cg]
     w = np.transpose(w, (0, 3, 1, 2))  # [O, Cg, KH, KW]

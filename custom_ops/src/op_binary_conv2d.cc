@@ -10,7 +10,7 @@
 // - Filters as lanes (when the pixels fill panels worse than the filters do, e.g. 7x7; packed output unless
 //   implicit): gathered fields are the rows and the filters the panels.
 // One padding is then already exact; zero padding adds, at border pixels, an offset that takes away what a +1
-// input contributed at the padded taps (per filter and kind of border pixel).
+// input contributed at the padded taps (per filter and kind of border pixel), and -1 padding twice that.
 #include <algorithm>
 #include <array>
 #include <cstdlib>
@@ -35,7 +35,9 @@ struct ConvGeometry {
   int64_t channels_in = 0, group = 1, channels_per_group = 0, words_per_group = 0;
   int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
-  bool one_padding = false;
+  // The GEMM reads padded taps as +1 (zero words); at border pixels it takes away this many times what a +1 tap
+  // contributed: 0 with +1 padding (pad_value=1), 1 with zero padding (0), 2 with -1 padding (-1).
+  int32_t padding_correction = 1;
   std::optional<std::vector<int64_t>> kernel_shape;
 };
 
@@ -59,9 +61,9 @@ ConvGeometry ReadGeometry(const Attributes& attributes) {
                                "], got ", ShapeStr(pads));
   g.pad_top = pads[0], g.pad_left = pads[1], g.pad_bottom = pads[2], g.pad_right = pads[3];
   const int64_t pad_value = attributes.Int("pad_value", 0);
-  Check(pad_value == 0 || pad_value == 1, "attribute 'pad_value' must be 0 (zero padding) or 1 (+1 padding), got ",
-        pad_value);
-  g.one_padding = pad_value == 1;
+  Check(pad_value >= -1 && pad_value <= 1, "attribute 'pad_value' must be 0 (zero padding), 1 (+1 padding) or -1 ",
+        "(-1 padding), got ", pad_value);
+  g.padding_correction = static_cast<int32_t>(1 - pad_value);
   g.kernel_shape = attributes.OptionalInts("kernel_shape");
   return g;
 }
@@ -587,7 +589,7 @@ class BinaryConv2D {
 
   PaddingKinds MakePaddingKinds(const Window& w, int64_t out_h, int64_t out_w) const {
     PaddingKinds padding;
-    if (geometry_.one_padding) return padding;
+    if (geometry_.padding_correction == 0) return padding;
     const PackedFilter& f = w.filter;
     const int64_t pixels = out_h * out_w, out_c = f.out_channels;
     padding.pixel_kinds.assign(static_cast<size_t>(PanelWords(pixels, 1)), 0);
@@ -606,7 +608,9 @@ class BinaryConv2D {
         for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
           if (t.Inside(kh, kw, f.kernel_h, f.kernel_w)) continue;
           const int64_t tap = kh * f.kernel_w + kw;
-          for (int64_t o = 0; o < out_c; ++o) padding.offsets[k * out_c + o] -= f.tap_sum[o * f.Taps() + tap];
+          for (int64_t o = 0; o < out_c; ++o) {
+            padding.offsets[k * out_c + o] -= geometry_.padding_correction * f.tap_sum[o * f.Taps() + tap];
+          }
         }
       }
     }

@@ -84,7 +84,7 @@ def _conv(rng: np.random.Generator) -> Spec:
     inputs += _binary_layer_tail(rng, out_c, [batch, out_c, out_h, out_w], packed_out, kh * kw * per_group,
                                  constant)
     attributes = {"channels_in": channels_in, "group": group, "strides": strides, "dilations": dilations,
-                  "pads": pads, "pad_value": int(rng.integers(0, 2)), "packed_output": int(packed_out)}
+                  "pads": pads, "pad_value": int(rng.integers(-1, 2)), "packed_output": int(packed_out)}
     if not packed_out and rng.random() < 0.3:
         attributes["activation"] = "RELU"
     signs = not packed_out and group == 1 and rng.random() < 0.2
@@ -354,7 +354,7 @@ def _check_reference_contract(spec: Spec, values: dict[str, np.ndarray]) -> None
     channels_in, group = a.get("channels_in"), a.get("group", 1)
     require(isinstance(channels_in, int) and 1 <= channels_in <= 2**24, "channels_in")
     require(isinstance(group, int) and group >= 1 and channels_in % group == 0, "group")
-    require(a.get("packed_output", 0) in (0, 1) and a.get("pad_value", 0) in (0, 1), "packed_output/pad_value")
+    require(a.get("packed_output", 0) in (0, 1) and a.get("pad_value", 0) in (-1, 0, 1), "packed_output/pad_value")
     require(a.get("activation", "NONE") in ("NONE", "RELU"), "activation")
     require(a.get("final_activation", "NONE") in ("NONE", "RELU"), "final_activation")
     packed_out = a.get("packed_output", 0) == 1
