@@ -1,32 +1,54 @@
-"""Conversion cost of larq_zoo models through the user's path: each model (weights=None, batch-norm statistics
-randomized) is saved as .keras, then `bnn2onnx convert` runs on it in a fresh process; its wall time and peak RSS
-(the process's own maximum resident set, from the OS) are printed with the sizes and the verification verdict.
+"""Conversion of larq_zoo models through the user's path: each model (weights=None, batch-norm statistics
+randomized) is saved as .keras, then `bnn2onnx convert --trust-lambda` (the models are built here, so their Lambda
+layers are trusted) runs on it in a fresh process; its wall time and peak RSS (the process's own maximum resident
+set, from the OS), the sizes, the binary layers against the layers with binary input and kernel quantizers, and
+the verification verdict are printed.
 
-    python bench/convert_larq_zoo.py [MODEL ...]      (default: the six of the converter issue)
+    python bench/convert_larq_zoo.py [MODEL ...]      (default: every model larq_zoo builds)
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_MODELS = ("QuickNet", "QuickNetSmall", "BiRealNet", "BinaryAlexNet", "XNORNet", "BinaryDenseNet28")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def save_model(name: str, path: Path) -> None:
+def zoo_models() -> list[str]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    import keras_models  # noqa: F401  (first: it sets up legacy Keras for larq)
+
+    # isort: split
+    import larq_zoo
+
+    return [f"{family}.{name}" for family in ("literature", "sota")
+            for name in dir(getattr(larq_zoo, family)) if name[0].isupper()]
+
+
+def binary_quantizer(quantizer: object) -> bool:
+    return quantizer is not None and getattr(quantizer, "precision", None) == 1
+
+
+def save_model(qualified: str, path: Path) -> None:
+    """Saves the model and prints how many of its layers have binary input and kernel quantizers."""
     sys.path.insert(0, str(ROOT / "tests"))
     from keras_models import randomize_batch_norms  # first: it sets up legacy Keras for larq
 
     # isort: split
     import larq_zoo
 
-    factory = getattr(larq_zoo.literature, name, None) or getattr(larq_zoo.sota, name)
-    randomize_batch_norms(factory(weights=None, input_shape=(224, 224, 3))).save(path)
+    family, name = qualified.split(".")
+    model = randomize_batch_norms(getattr(getattr(larq_zoo, family), name)(weights=None, input_shape=(224, 224, 3)))
+    model.save(path)
+    print(sum(1 for layer in model.submodules if binary_quantizer(getattr(layer, "input_quantizer", None))
+              and binary_quantizer(getattr(layer, "kernel_quantizer", None) or
+                                   getattr(layer, "depthwise_quantizer", None))))
 
 
 def main(names: list[str]) -> None:
@@ -35,11 +57,13 @@ def main(names: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             source, output = Path(tmp) / f"{name}.keras", Path(tmp) / f"{name}.onnx"
-            subprocess.run([sys.executable, __file__, "--save", name, str(source)], check=True,
-                           stderr=subprocess.DEVNULL)
+            saved = subprocess.run([sys.executable, __file__, "--save", name, str(source)], check=True,
+                                   stderr=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+            expected_binary = int(saved.stdout.split()[-1])
             start = time.perf_counter()
             with open(Path(tmp) / "stdout", "w+") as out, open(Path(tmp) / "stderr", "w+") as err:
-                process = subprocess.Popen([str(cli), "convert", str(source), "-o", str(output)], stdout=out,
+                process = subprocess.Popen([str(cli), "convert", str(source), "-o", str(output), "--trust-lambda"],
+                                           stdout=out,
                                            stderr=err, env={**os.environ, "COLUMNS": "400"})
                 _, _, usage = os.wait4(process.pid, 0)  # this process's own peak, not the largest child's
                 seconds = time.perf_counter() - start
@@ -50,13 +74,15 @@ def main(names: list[str]) -> None:
             verdict = next((line for line in stdout.splitlines() if line.startswith("verification")),
                            stderr.strip().splitlines()[-1] if stderr.strip() else "")
             size = output.stat().st_size / 2**20 if output.exists() else float("nan")
+            converted_binary = re.search(r"(\d+) binary layers", stdout)
+            binary = f"{converted_binary.group(1) if converted_binary else '-'}/{expected_binary}"
             rows.append((name, seconds, peak_gib, source.stat().st_size / 2**20, size, verdict))
-            print(f"{name:18s} {seconds:6.1f} s  peak RSS {peak_gib:5.2f} GiB  .keras {rows[-1][3]:7.1f} MiB  "
-                  f"converted {size:6.2f} MiB  {verdict}", flush=True)
+            print(f"{name:34s} {seconds:6.1f} s  peak RSS {peak_gib:5.2f} GiB  .keras {rows[-1][3]:7.1f} MiB  "
+                  f"converted {size:6.2f} MiB  binary layers {binary:7s} {verdict}", flush=True)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--save"]:
         save_model(sys.argv[2], Path(sys.argv[3]))
     else:
-        main(sys.argv[1:] or list(DEFAULT_MODELS))
+        main(sys.argv[1:] or zoo_models())

@@ -87,6 +87,8 @@ def _print_conversion(result: ConversionResult, source: str) -> None:
                   f"converted {_mib(result.converted_bytes)} "
                   f"({result.float_bytes / max(result.converted_bytes, 1):.1f}x smaller than float ONNX)")
     console.print(f"{len(result.binary_layers)} binary layers, {len(result.float_layers)} float layers")
+    for message in result.unrecognised_binarizers:
+        console.print(f"[bold yellow]warning[/bold yellow] layer {message}")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -120,7 +122,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         feeds = feeds_from_array(converted, inputs) if inputs is not None else \
             random_inputs(converted, args.samples, args.seed)
         progress("comparing")
-        result = verify(source.predict(feeds), source.float_model, converted, feeds, source.values)
+        result = verify(source.predict(feeds), source.float_model, converted, feeds, source.values,
+                        source_predict=source.predict)
     console.print(f"verification: {result.summary()}")
     return 0 if result.passed else 1
 

@@ -6,6 +6,7 @@ the sizes, and how the result compares with the source (the CLI prints all of it
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,17 @@ from bnn2onnx.errors import ConversionError
 from bnn2onnx.frontends import onnx_float, pytorch
 from bnn2onnx.ops import schema
 from bnn2onnx.passes import PipelineReport, optimize
+from bnn2onnx.passes.evaluated_binarizers import ELEMENTWISE, LAYOUT_OPS
 from bnn2onnx.verification import SourceValues, Verification, verify, zero_sign_tensors
 
 BINARY_OPS = (schema.BINARY_CONV2D, schema.BINARY_DENSE)
+SIGN_LIKE_OPS = frozenset({"Sign", "Where", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Equal"})
 FLOAT_LAYER_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 Progress = Callable[[str], None]
+
+
+class UnrecognisedBinarizerWarning(UserWarning):
+    """A float layer reads sign-like ops that are not the binary sign (convert() warns; the CLI prints it)."""
 
 
 @dataclass
@@ -40,6 +47,8 @@ class ConversionResult:
     binary_layers: list[Layer] = field(default_factory=list)
     float_layers: list[Layer] = field(default_factory=list)
     verification: Verification | None = None
+    # Float layers whose input sign-like ops compute (a binarizer not recognised as the binary sign), with why
+    unrecognised_binarizers: list[str] = field(default_factory=list)
 
     @property
     def float_bytes(self) -> int:
@@ -128,6 +137,22 @@ def feeds_from_array(model: onnx.ModelProto, batch: np.ndarray) -> dict[str, np.
     return {inputs[0]: np.asarray(batch, dtype=np.float32)}
 
 
+def sign_like_ops_before(model: onnx.ModelProto, node: onnx.NodeProto) -> list[str]:
+    """The sign-like ops (SIGN_LIKE_OPS) among the elementwise and layout ops that compute a layer's input, nearest
+    first: a binarizer spelled in a way no pass recognised."""
+    producers = {output: n for n in model.graph.node for output in n.output}
+    found, pending, seen = [], [node.input[0]], set()
+    while pending and len(seen) < 16:
+        producer = producers.get(pending.pop(0))
+        if producer is None or id(producer) in seen or producer.op_type not in ELEMENTWISE | LAYOUT_OPS:
+            continue
+        seen.add(id(producer))
+        if producer.op_type in SIGN_LIKE_OPS:
+            found.append(producer.op_type)
+        pending.extend(name for name in producer.input if name)
+    return found
+
+
 def describe_layers(result: ConversionResult) -> None:
     refusals = {name: reason for r in result.pipeline.results for name, reason in r.refused}
     for node in result.model.graph.node:
@@ -135,8 +160,12 @@ def describe_layers(result: ConversionResult) -> None:
             packed = any(a.name == "packed_output" and a.i == 1 for a in node.attribute)
             result.binary_layers.append(Layer(node.name, node.op_type, "packed output" if packed else "float output"))
         elif node.op_type in FLOAT_LAYER_OPS:
-            result.float_layers.append(Layer(node.name, node.op_type, refusals.get(
-                node.name, "input is not binarized: a full-precision layer")))
+            note = refusals.get(node.name, "input is not binarized: a full-precision layer")
+            if node.name not in refusals and (sign_like := sign_like_ops_before(result.model, node)):
+                note = (f"input comes from sign-like ops ({' <- '.join(sign_like)}) that do not compute the binary "
+                        "sign (x < 0 -> -1, else +1), so the layer stays float")
+                result.unrecognised_binarizers.append(f"{node.name}: {note}")
+            result.float_layers.append(Layer(node.name, node.op_type, note))
 
 
 def check_model(model: onnx.ModelProto) -> None:
@@ -161,7 +190,7 @@ def convert_with_report(source: Any, example_input: Any = None, *, inputs: np.nd
         progress("verifying against the source model")
         feeds = feeds_from_array(model, inputs) if inputs is not None else random_inputs(model, samples, seed)
         result.verification = verify(loaded.predict(feeds), loaded.float_model, model, feeds, loaded.values,
-                                     zero_sign_tensors(report))
+                                     zero_sign_tensors(report), loaded.predict)
     return result
 
 
@@ -179,6 +208,8 @@ def convert(source: Any, example_input: Any = None, *, inputs: np.ndarray | None
     """
     result = convert_with_report(source, example_input, inputs=inputs, samples=samples, seed=seed,
                                  verify_result=verify_result, exporter=exporter, trust_lambda=trust_lambda)
+    for message in result.unrecognised_binarizers:
+        warnings.warn(f"layer {message}", UnrecognisedBinarizerWarning, stacklevel=2)
     if result.verification is not None and not result.verification.passed:
         raise ConversionError("converted model disagrees with the source: " + result.verification.summary())
     return result.model

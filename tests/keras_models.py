@@ -105,6 +105,25 @@ def lambda_model():
     return tf.keras.Model(x, tf.keras.layers.GlobalAveragePooling2D()(h), name="lambda_model")
 
 
+def sign_function(x):
+    """A binarizer written as a plain function, as Larq Compute Engine's own tests write one."""
+    return tf.where(x >= 0, tf.ones_like(x), -tf.ones_like(x))
+
+
+def function_binarizer(seed: int = 0):
+    """Binary conv and dense layers whose input and kernel quantizers are sign_function."""
+    tf.keras.utils.set_random_seed(seed)
+    binary = {"input_quantizer": sign_function, "kernel_quantizer": sign_function, "use_bias": False}
+    x = tf.keras.Input((8, 8, 3))
+    h = tf.keras.layers.Conv2D(16, 3, padding="same")(x)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = lq.layers.QuantConv2D(24, 3, padding="same", **binary)(h)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = tf.keras.layers.Flatten()(h)
+    h = lq.layers.QuantDense(10, **binary)(h)
+    return randomize_batch_norms(tf.keras.Model(x, h, name="function_binarizer"))
+
+
 def binary_layer_count(model) -> int:
     """Quantized conv/dense layers with both a binary input quantizer and a binary kernel quantizer."""
     return sum(1 for layer in model.layers

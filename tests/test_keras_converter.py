@@ -12,11 +12,20 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from keras_models import binary_layer_count, bireal_style, lambda_model, layer_options, tf, vgg_style
+from keras_models import (
+    binary_layer_count,
+    bireal_style,
+    function_binarizer,
+    lambda_model,
+    layer_options,
+    tf,
+    vgg_style,
+)
 
 import bnn2onnx
-from bnn2onnx.converter import convert, convert_with_report
+from bnn2onnx.converter import convert, convert_with_report, load_source, random_inputs
 from bnn2onnx.errors import ConversionError
+from bnn2onnx.verification import verify
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "models"))
@@ -92,6 +101,21 @@ def test_grouped_dilated_and_depthwise_binary_convs_become_binary_ops_and_are_ex
     np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("form", ["model object", "SavedModel"])
+def test_binarizer_written_as_a_plain_function_becomes_binary_layers(tmp_path: Path, form: str) -> None:
+    model = function_binarizer()
+    source = model
+    if form == "SavedModel":
+        model.save(tmp_path / "saved")
+        source = tmp_path / "saved"
+    result = convert_with_report(source, samples=32)
+    assert result.verification.outputs_agree, result.verification.summary()
+    assert [layer.op for layer in result.binary_layers] == ["BinaryConv2D", "BinaryDense"]
+    x = np.random.default_rng(4).standard_normal((32, 8, 8, 3)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_lambda_layers_load_only_with_the_trust_opt_in(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"lambda{suffix}"
@@ -110,6 +134,29 @@ def test_keras3_file_is_refused_naming_keras_2(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", script], check=True, env=environment, capture_output=True)
     with pytest.raises(ConversionError, match=r"saved by Keras 3\..*need Keras 2.*tf_keras"):
         convert(path)
+
+
+@pytest.mark.parametrize("build", [vgg_style, bireal_style])
+def test_a_flipped_weight_bit_is_never_excused_as_a_tie(build) -> None:
+    """One weight bit flipped in the first binary conv with float output, whose values the next binarizer reads:
+    verification finds the disagreement and does not call it a sign tie (the tie tolerance is the source's own
+    float32 rounding, never the difference the broken layer makes)."""
+    model = build()
+    result = convert_with_report(model, samples=16)
+    assert result.verification.passed
+    broken = onnx.ModelProto()
+    broken.CopyFrom(result.model)
+    first = next(n for n in broken.graph.node if n.op_type == "BinaryConv2D" and
+                 not any(a.name == "packed_output" and a.i == 1 for a in n.attribute))
+    weights = next(t for t in broken.graph.initializer if t.name == first.input[1])
+    bits = onnx.numpy_helper.to_array(weights).copy()
+    bits.flat[0] ^= 1
+    weights.CopyFrom(onnx.numpy_helper.from_array(bits, weights.name))
+    source = load_source(model, lambda stage: None)
+    feeds = random_inputs(broken, 16, 0)
+    verification = verify(source.predict(feeds), source.float_model, broken, feeds, source.values, [], source.predict)
+    assert not verification.passed and not verification.explained_by_ties, verification.summary()
+    assert verification.first_flip is None or verification.first_flip.others > 0, verification.summary()
 
 
 def test_converted_model_validates_and_declares_custom_op_shapes() -> None:

@@ -102,6 +102,19 @@ def test_pytorch_bnn_converts_every_binary_layer_and_matches_pytorch(name, build
     assert_matches_torch(module, result.model, shape, seed=2)
 
 
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_sign_with_equal_and_where_and_minus_one_padding_convert(exporter: str) -> None:
+    """where(sign(x) == 0, 1, sign(x)) on activations and weights, and F.pad(..., value=-1) whose pads the
+    exporter may compute from shapes: every binary conv becomes a BinaryConv2D padding with -1."""
+    module = tm.trained_looking(tm.MinusOnePaddedNet(), seed=5)
+    result = convert_with_report(module, torch.randn(2, 3, 16, 16), exporter=exporter)
+    convs = [n for n in result.model.graph.node if n.op_type == "BinaryConv2D"]
+    assert len(convs) == 2, op_count(result.model)
+    assert all(next(a.i for a in n.attribute if a.name == "pad_value") == -1 for n in convs)
+    assert result.verification.passed, result.verification.summary()
+    assert_matches_torch(module, result.model, (3, 16, 16), seed=6)
+
+
 def test_pytorch_binarizer_spellings_all_convert() -> None:
     """where(x >= 0, 1, -1), the detach trick, ReActNet's shift and Bi-Real's polynomial STE before binary convs;
     a binary Linear as Gemm; a layer that binarizes only its weights (BinaryConnect) stays a correct float Conv."""
@@ -220,6 +233,40 @@ def test_brevitas_qonnx_converts_and_matches_brevitas(tmp_path: Path) -> None:
     model = onnx.load(out)
     assert op_count(model)["BinaryConv2D"] == 2 and op_count(model)["BinaryDense"] == 1
     x = np.random.default_rng(8).standard_normal((16, 1, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():  # Brevitas' own output; the export fixed the batch at 1
+        expected = np.concatenate([module(torch.from_numpy(xi)).numpy() for xi in x])
+    actual = np.concatenate([run(model, {model.graph.input[0].name: xi}) for xi in x])
+    assert np.max(np.abs(actual - expected)) <= TOLERANCE * np.max(np.abs(expected))
+    assert np.array_equal(actual.argmax(1), expected.argmax(1))
+
+
+def test_brevitas_qonnx_with_multi_bit_quantizers_converts_its_binary_layers(tmp_path: Path) -> None:
+    """FINN CNV style: the input quantized to 8 bits, a 2-bit activation and 4-bit weights on a float-input conv,
+    1-bit everywhere else. The multi-bit Quant nodes become QONNX's float arithmetic; the binary layers become
+    binary ops; the result matches Brevitas."""
+    brevitas_nn = pytest.importorskip("brevitas.nn")
+    from brevitas.export import export_qonnx
+    from brevitas.quant import Int8ActPerTensorFloat, SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
+
+    def binary_act() -> nn.Module:
+        return brevitas_nn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+
+    weight = {"weight_quant": SignedBinaryWeightPerTensorConst, "bias": False}
+    module = tm.trained_looking(nn.Sequential(
+        brevitas_nn.QuantIdentity(act_quant=Int8ActPerTensorFloat),
+        brevitas_nn.QuantConv2d(3, 32, 3, padding=1, bias=False, weight_bit_width=4), nn.BatchNorm2d(32),
+        brevitas_nn.QuantReLU(bit_width=2), nn.Conv2d(32, 32, 1, bias=False), nn.BatchNorm2d(32), binary_act(),
+        brevitas_nn.QuantConv2d(32, 32, 3, padding=1, **weight), nn.BatchNorm2d(32), nn.MaxPool2d(2), binary_act(),
+        brevitas_nn.QuantConv2d(32, 64, 3, padding=1, **weight), nn.BatchNorm2d(64), nn.MaxPool2d(2), binary_act(),
+        nn.Flatten(), brevitas_nn.QuantLinear(64 * 4 * 4, 10, **weight)), seed=9)
+    path = tmp_path / "cnv.onnx"
+    export_qonnx(module, torch.randn(1, 3, 16, 16), export_path=str(path))
+    assert {"Quant", "BipolarQuant"} <= {n.op_type for n in onnx.load(path).graph.node}
+    result = convert_with_report(path)
+    assert result.verification.passed, result.verification.summary()
+    assert [layer.op for layer in result.binary_layers] == ["BinaryConv2D", "BinaryConv2D", "BinaryDense"]
+    model = result.model
+    x = np.random.default_rng(10).standard_normal((16, 1, 3, 16, 16)).astype(np.float32)
     with torch.no_grad():  # Brevitas' own output; the export fixed the batch at 1
         expected = np.concatenate([module(torch.from_numpy(xi)).numpy() for xi in x])
     actual = np.concatenate([run(model, {model.graph.input[0].name: xi}) for xi in x])

@@ -45,6 +45,39 @@ class WhereSign(nn.Module):
         return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
 
 
+def sign_zero_plus(x: torch.Tensor) -> torch.Tensor:
+    """sign with 0 -> +1 as some PyTorch BNN libraries write it (exported as Sign, Equal, Where)."""
+    s = torch.sign(x)
+    return torch.where(s == 0, torch.ones_like(s), s)
+
+
+class MinusOnePaddedConv(nn.Conv2d):
+    """Activations and weights binarized by sign_zero_plus at run time; the binarized input padded with -1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = self.padding[0]
+        return F.conv2d(F.pad(sign_zero_plus(x), (pad, pad, pad, pad), value=-1.0), sign_zero_plus(self.weight),
+                        None, self.stride)
+
+
+class MinusOnePaddedNet(nn.Module):
+    """A float stem, two MinusOnePaddedConv blocks (the first with a residual) and a float classifier."""
+
+    def __init__(self, width: int = 32, classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.convs = nn.ModuleList([MinusOnePaddedConv(width, width, 3, padding=1),
+                                    MinusOnePaddedConv(width, 2 * width, 3, stride=2, padding=1)])
+        self.norms = nn.ModuleList([nn.BatchNorm2d(width), nn.BatchNorm2d(width), nn.BatchNorm2d(2 * width)])
+        self.classifier = nn.Linear(2 * width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norms[0](self.stem(x))
+        x = self.norms[1](self.convs[0](x)) + x
+        x = self.norms[2](self.convs[1](x))
+        return self.classifier(x.mean((2, 3)))
+
+
 class DetachSign(nn.Module):
     """The detach trick: forward value sign(x), gradient of clamp(x, -1, 1)."""
 

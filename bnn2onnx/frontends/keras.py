@@ -17,6 +17,9 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -151,64 +154,82 @@ def quantized_layers(model: Any) -> list[Any]:
     return [layer for layer in model.submodules if getattr(layer, "kernel_quantizer", None) is not None]
 
 
-def bake_kernel_quantizers(model: Any, in_place: bool) -> Any:
-    """`model` with every quantized layer holding its quantized kernel and no kernel quantizer: the model itself
-    when `in_place` (it is changed for good: use it only for models loaded here), else a copy."""
+@contextmanager
+def prepared_for_export(model: Any, owned: bool) -> Iterator[None]:
+    """Within the block, `model` holds its quantized kernels and no kernel quantizers, and computes grouped
+    convolutions without XLA (convolve_groups_without_xla); afterwards it is restored, unless `owned` (loaded for
+    this conversion only: restoring would keep a copy of every kernel). The model is changed in place rather than
+    cloned: a clone is rebuilt from the config, which a quantizer written as a plain function or a subclassed
+    model does not survive."""
     tf = tensorflow_for_larq()
-    if not in_place:
-        try:
-            copy = tf.keras.models.clone_model(model)
-        except Exception as error:
-            raise ConversionError(f"cannot rebuild model {model.name!r} from its config (subclassed models are "
-                                  f"not supported; save a functional or Sequential model): {error}") from error
-        copy.set_weights(model.get_weights())
-        model = copy
+    undo: list[Callable[[], None]] = []
     for layer in quantized_layers(model):
         kernel = layer.kernel
         latent = getattr(kernel, "latent_variable", kernel)  # larq wraps kernels in a QuantizedVariable
+        if not owned:
+            undo.append(partial(_restore_kernel, layer, kernel, latent, latent.numpy(), layer.kernel_quantizer,
+                                getattr(kernel, "quantizer", None)))
         latent.assign(layer.kernel_quantizer(tf.convert_to_tensor(latent)))
         # The layer and its QuantizedVariable both hold the quantizer; with neither, reading the kernel is a
         # plain read of the quantized values, and the traced graph has no quantizer ops for tf2onnx to fold.
         if hasattr(kernel, "quantizer"):
             kernel.quantizer = None
         layer.kernel_quantizer = None
-    return model
+    undo += convolve_groups_without_xla(model)
+    try:
+        yield
+    finally:
+        if not owned:
+            for step in reversed(undo):
+                step()
+
+
+def _restore_kernel(layer: Any, kernel: Any, latent: Any, values: np.ndarray, layer_quantizer: Any,
+                    variable_quantizer: Any) -> None:
+    latent.assign(values)
+    if hasattr(kernel, "quantizer"):
+        kernel.quantizer = variable_quantizer
+    layer.kernel_quantizer = layer_quantizer
 
 
 def keras_to_float_onnx(model: Any, owned: bool = False) -> onnx.ModelProto:
     """The canonical float ONNX of a Keras model (dynamic batch), kernels pre-quantized. `owned`: the model was
-    loaded for this conversion only, so its kernels may be quantized in place (saves a copy of the weights)."""
+    loaded for this conversion only, so it may be left changed (prepared_for_export)."""
     tf = tensorflow_for_larq()
     import tf2onnx
 
     from bnn2onnx.frontends.tf2onnx_memory import constants_copied_once
 
-    baked = bake_kernel_quantizers(model, in_place=owned)
-    convolve_groups_without_xla(baked)
     signature = [tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype, name=name)
-                 for tensor, name in zip(baked.inputs, model.input_names)]
+                 for tensor, name in zip(model.inputs, model.input_names)]
     # TF2ONNX_CATCH_ERRORS=FALSE: an optimizer that fails must stop the conversion, not be skipped silently.
     os.environ["TF2ONNX_CATCH_ERRORS"] = "FALSE"
     try:
-        with constants_copied_once():
-            proto, storage = tf2onnx.convert.from_keras(baked, input_signature=signature, opset=ONNX_OPSET,
+        with prepared_for_export(model, owned), constants_copied_once():
+            proto, storage = tf2onnx.convert.from_keras(model, input_signature=signature, opset=ONNX_OPSET,
                                                         large_model=True)
+    except ConversionError:
+        raise
     except Exception as error:
         raise ConversionError(f"tf2onnx could not export {model.name!r}: {error}") from error
     proto = with_external_tensors_inlined(proto, storage.name_to_tensor_data)
-    del storage, baked
+    del storage
     release_freed_memory()
     check_only_onnx_ops(proto, model.name)
     return proto
 
 
-def convolve_groups_without_xla(model: Any) -> None:
+def convolve_groups_without_xla(model: Any) -> list[Callable[[], None]]:
     """Keras runs a grouped convolution (groups > 1) through an XLA-compiled function, which tf2onnx cannot
     export (it leaves a TensorFlow PartitionedCall node); the same convolution op called directly is a plain
-    Conv2D, which tf2onnx exports as an ONNX Conv with `group`. Same values: XLA only compiles that op."""
+    Conv2D, which tf2onnx exports as an ONNX Conv with `group`. Same values: XLA only compiles that op. Returns
+    how to undo it."""
+    undo = []
     for layer in model.submodules:
         if getattr(layer, "groups", 1) > 1 and hasattr(layer, "convolution_op"):
             layer._jit_compiled_convolution_op = layer.convolution_op
+            undo.append(partial(delattr, layer, "_jit_compiled_convolution_op"))
+    return undo
 
 
 def check_only_onnx_ops(proto: onnx.ModelProto, name: str) -> None:

@@ -1,7 +1,7 @@
 """Conv(bin(x), W) -> BinaryConv2D(BitPack(x), packed W, multiplier s, bias) when W[o] = +-s[o].
 
-Padding: the Conv's own pads on a binarized input are zero padding (pad_value=0); an explicit constant Pad with
-value 1 between the binarizer and the Conv (larq pad_values=1) is one padding (pad_value=1).
+Padding: the Conv's own pads on a binarized input are zero padding (pad_value=0); an explicit constant Pad between
+the binarizer and the Conv pads with its value: +1 (larq pad_values=1: pad_value=1), -1 (pad_value=-1) or 0.
 """
 
 from __future__ import annotations
@@ -16,29 +16,31 @@ from bnn2onnx.passes.graph_tools import PassResult, bnn_node, constant, detach, 
 from bnn2onnx.passes.op_shapes import annotate
 
 
-def _one_padding(x: gs.Tensor) -> tuple[gs.Tensor, list[int]] | None:
-    """(binarized input, [top, left, bottom, right]) for x = Pad(bin(u), spatial pads, value 1)."""
+def _explicit_padding(x: gs.Tensor) -> tuple[gs.Tensor, list[int], int] | None:
+    """(binarized input, [top, left, bottom, right], value) for x = Pad(bin(u), spatial pads, value) with value
+    -1, 0 or +1 (larq pad_values=1, F.pad(sign(x), value=-1), ...)."""
     pad = producer_op(x, "Pad")
     if pad is None or pad.attrs.get("mode", "constant") != "constant" or is_binarized(pad.inputs[0]) is None:
         return None
     pads = constant(pad.inputs[1])
     value = scalar(constant(pad.inputs[2])) if len(pad.inputs) > 2 and pad.inputs[2].name else 0.0
     has_axes = len(pad.inputs) > 3 and pad.inputs[3].name != ""
-    if pads is None or pads.size != 8 or value != 1.0 or has_axes or np.any(pads[[0, 1, 4, 5]] != 0):
+    if pads is None or pads.size != 8 or value not in (-1.0, 0.0, 1.0) or has_axes or np.any(pads[[0, 1, 4, 5]] != 0):
         return None
-    return pad.inputs[0], [int(pads[2]), int(pads[3]), int(pads[6]), int(pads[7])]
+    return pad.inputs[0], [int(pads[2]), int(pads[3]), int(pads[6]), int(pads[7])], int(value)
 
 
 def _rewrite(graph: gs.Graph, conv: gs.Node, result: PassResult) -> None:
     x = conv.inputs[0]
     pads = list(conv.attrs.get("pads", [0, 0, 0, 0]))
     pad_value = 0
-    padded = _one_padding(x)
+    padded = _explicit_padding(x)
     if padded is not None:
-        if any(pads):
-            result.refuse(conv, "both +1 padding (Pad) and zero padding (Conv pads) on one input")
+        x, explicit, pad_value = padded
+        if any(pads) and pad_value != 0:
+            result.refuse(conv, f"both {pad_value:+d} padding (Pad) and zero padding (Conv pads) on one input")
             return
-        x, pads, pad_value = padded[0], padded[1], 1
+        pads = [a + b for a, b in zip(pads, explicit)]
     unpack = is_binarized(x)
     if unpack is None:
         return  # a full-precision conv: nothing to do, not a refusal

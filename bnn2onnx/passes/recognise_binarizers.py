@@ -6,6 +6,8 @@ Recognised, each exactly sign(x) with sign(0) = +1:
 Recognised with a difference at 0, reported as a deviation: plain Sign(x), PyTorch's sign, which maps 0 to 0. A
 binary layer has no third value; 0 becomes +1 (docs/ops.md), which changes a result only when a binarized value is
 exactly 0. Verification counts those zeros (`verification.py`).
+- any other elementwise spelling a conv or dense layer reads, found by evaluating it on probe values
+  (evaluated_binarizers.py).
 Not recognised, on purpose: Where(x > 0, 1, -1), which maps 0 to -1.
 A binarizer's input Clip(u, lo, hi) with lo < 0 < hi (Hardtanh before the sign) has the sign of u, so u is
 binarized: the clip would only hide the float chain from the threshold pass.
@@ -17,6 +19,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from bnn2onnx.ops import schema
+from bnn2onnx.passes.evaluated_binarizers import ELEMENTWISE, evaluated_sign_input, feeds_a_layer
 from bnn2onnx.passes.graph_tools import (
     PassResult,
     bnn_node,
@@ -101,7 +104,16 @@ def run(graph: gs.Graph) -> PassResult:
         x = _larq_sign_input(node) or _where_sign_input(node)
         if x is not None:
             _replace(graph, node, x, result)
-    graph.cleanup()  # the inner Signs of larq's binarizers are gone: every Sign left is a plain one
+    graph.cleanup()
+    # Any other spelling of sign that a layer reads, found by evaluating it (evaluated_binarizers.py); before
+    # plain Signs, which such spellings often contain.
+    for node in list(graph.nodes):
+        y = node.outputs[0] if node.outputs else None
+        if node.op in ELEMENTWISE and y is not None and feeds_a_layer(y):
+            x = evaluated_sign_input(graph, y)
+            if x is not None:
+                _replace(graph, node, x, result)
+    graph.cleanup()  # the inner Signs of binarizers are gone: every Sign left is a plain one
     for node in [n for n in graph.nodes if n.op == "Sign" and constant(n.inputs[0]) is None]:
         x = _replace(graph, node, node.inputs[0], result)
         if x is not None:
