@@ -96,6 +96,20 @@ def layer_options(seed: int = 0):
     return randomize_batch_norms(tf.keras.Model(x, h, name="layer_options"))
 
 
+def conv1d_options(seed: int = 0):
+    """Binary Conv1D layers (tf2onnx runs them as 2-D convs behind ExpandDims), with +1 padding and dilation."""
+    tf.keras.utils.set_random_seed(seed)
+    x = tf.keras.Input((64, 8))
+    h = tf.keras.layers.Conv1D(16, 3, padding="same")(x)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = lq.layers.QuantConv1D(32, 3, padding="same", **BINARY)(h)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = lq.layers.QuantConv1D(32, 3, padding="same", pad_values=1.0, dilation_rate=2, **BINARY)(h)
+    h = tf.keras.layers.BatchNormalization()(h)
+    h = tf.keras.layers.GlobalAveragePooling1D()(h)
+    return randomize_batch_norms(tf.keras.Model(x, tf.keras.layers.Dense(10)(h), name="conv1d_options"))
+
+
 def lambda_model():
     """A binary conv behind a Lambda layer, whose Python code a saved file carries."""
     x = tf.keras.Input((8, 8, 3))
@@ -127,6 +141,7 @@ def function_binarizer(seed: int = 0):
 def binary_layer_count(model) -> int:
     """Quantized conv/dense layers with both a binary input quantizer and a binary kernel quantizer."""
     return sum(1 for layer in model.layers
-               if isinstance(layer, (lq.layers.QuantConv2D, lq.layers.QuantDepthwiseConv2D, lq.layers.QuantDense))
+               if isinstance(layer, (lq.layers.QuantConv1D, lq.layers.QuantConv2D, lq.layers.QuantDepthwiseConv2D,
+                                     lq.layers.QuantDense))
                and layer.input_quantizer is not None
                and (getattr(layer, "kernel_quantizer", None) or getattr(layer, "depthwise_quantizer", None)))

@@ -15,6 +15,7 @@ import pytest
 from keras_models import (
     binary_layer_count,
     bireal_style,
+    conv1d_options,
     function_binarizer,
     lambda_model,
     layer_options,
@@ -97,6 +98,16 @@ def test_grouped_dilated_and_depthwise_binary_convs_become_binary_ops_and_are_ex
                         if a.name == "group"]
     assert sorted(group_attributes) == [4, 40]  # the grouped conv, and the depthwise conv (one group a channel)
     x = np.random.default_rng(3).standard_normal((32, 12, 12, 8)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_conv1d_binary_layers_become_binary_ops_and_are_exact() -> None:
+    model = conv1d_options()
+    result = convert_with_report(model, samples=32)
+    assert result.verification.outputs_agree, result.verification.summary()
+    assert op_counts(result.model)["BinaryConv2D"] == binary_layer_count(model) == 2
+    x = np.random.default_rng(5).standard_normal((32, 64, 8)).astype(np.float32)
     expected = model.predict(x, verbose=0)
     np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
 

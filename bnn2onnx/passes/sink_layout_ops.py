@@ -1,6 +1,6 @@
-"""Layout ops (Transpose, Reshape) move above binarizers and cancel:
-Transpose(bin(x)) -> bin(Transpose(x)); Reshape(bin(x)) -> bin(Reshape(x));
-Transpose(Pad(bin(x), value)) -> Pad(Transpose(bin(x)), permuted pads, value);
+"""Layout ops (Transpose, Reshape and its kin) move above binarizers and cancel:
+Transpose(bin(x)) -> bin(Transpose(x)); Reshape(bin(x)) -> bin(Reshape(x)), likewise Unsqueeze, Squeeze, Flatten;
+Transpose(Pad(bin(x), value)) -> Pad(Transpose(bin(x)), permuted pads, value), Unsqueeze likewise;
 Transpose(Transpose(x)) -> x when the permutations compose to the identity; Reshape(Reshape(x)) -> Reshape(x);
 Reshape(x) -> x when the shapes are equal.
 
@@ -52,6 +52,10 @@ def _sink_through_binarizer(graph: gs.Graph, transpose: gs.Node, perm: list[int]
     return True
 
 
+# Ops that only give a tensor's elements another shape (a Conv1D's input reaches its Conv through Unsqueeze).
+RESHAPING_OPS = ("Reshape", "Unsqueeze", "Squeeze", "Flatten")
+
+
 def _sink_reshape_through_binarizer(graph: gs.Graph, reshape: gs.Node) -> bool:
     unpack = is_binarized(reshape.inputs[0])
     out = reshape.outputs[0]
@@ -59,8 +63,8 @@ def _sink_reshape_through_binarizer(graph: gs.Graph, reshape: gs.Node) -> bool:
         return False
     x = unpack.inputs[0].inputs[0].inputs[0]  # BitUnpack <- BitPack <- x
     reshaped = fresh_variable(graph, f"{reshape.name}_reshaped", x.dtype, list(out.shape))
-    graph.nodes.append(gs.Node("Reshape", f"{reshape.name}_reshape", dict(reshape.attrs),
-                               [x, reshape.inputs[1]], [reshaped]))
+    graph.nodes.append(gs.Node(reshape.op, f"{reshape.name}_{reshape.op.lower()}", dict(reshape.attrs),
+                               [x, *reshape.inputs[1:]], [reshaped]))
     detach(reshape)
     binarize(graph, reshaped, out, reshape.name)
     return True
@@ -100,6 +104,36 @@ def _sink_through_pad(graph: gs.Graph, transpose: gs.Node, perm: list[int]) -> b
     return True
 
 
+def _sink_unsqueeze_through_pad(graph: gs.Graph, unsqueeze: gs.Node) -> bool:
+    """Unsqueeze(Pad(bin(x), pads, value), axes) -> Pad(Unsqueeze(bin(x), axes), pads with 0 at each new axis,
+    value): a Conv1D's +1 padding before tf2onnx's ExpandDims."""
+    pad = producer_op(unsqueeze.inputs[0], "Pad")
+    if pad is None or pad.attrs.get("mode", "constant") != "constant" or is_binarized(pad.inputs[0]) is None:
+        return False
+    pads = constant(pad.inputs[1])
+    axes = constant(unsqueeze.inputs[1]) if len(unsqueeze.inputs) > 1 else unsqueeze.attrs.get("axes")
+    has_axes = len(pad.inputs) > 3 and pad.inputs[3].name != ""
+    if pads is None or axes is None or has_axes or pads.size % 2:
+        return False
+    rank = pads.size // 2 + len(np.atleast_1d(axes))
+    new_axes = {int(a) % rank for a in np.atleast_1d(axes)}
+    begins, ends = iter(pads[:pads.size // 2]), iter(pads[pads.size // 2:])
+    new_pads = [0 if a in new_axes else int(next(begins)) for a in range(rank)] + \
+        [0 if a in new_axes else int(next(ends)) for a in range(rank)]
+    out, source = unsqueeze.outputs[0], pad.inputs[0]
+    shape = None
+    if source.shape is not None and len(source.shape) + len(new_axes) == rank:
+        rest = iter(source.shape)
+        shape = [1 if a in new_axes else next(rest) for a in range(rank)]
+    moved = fresh_variable(graph, f"{unsqueeze.name}_unsqueezed", source.dtype, shape)
+    graph.nodes.append(gs.Node("Unsqueeze", f"{unsqueeze.name}_unsqueeze", dict(unsqueeze.attrs),
+                               [pad.inputs[0], *unsqueeze.inputs[1:]], [moved]))
+    detach(unsqueeze)
+    inputs = [moved, gs.Constant(f"{unsqueeze.name}_pads", np.array(new_pads, np.int64))] + list(pad.inputs[2:3])
+    graph.nodes.append(gs.Node("Pad", f"{unsqueeze.name}_pad", {"mode": "constant"}, inputs, [out]))
+    return True
+
+
 def _cancel(graph: gs.Graph, transpose: gs.Node, perm: list[int]) -> bool:
     inner = producer_op(transpose.inputs[0], "Transpose")
     if perm == list(range(len(perm))):
@@ -123,6 +157,9 @@ def run(graph: gs.Graph) -> PassResult:
                 continue
             if node.op == "Reshape":
                 moved = _cancel_reshape(graph, node) or _sink_reshape_through_binarizer(graph, node)
+            elif node.op in RESHAPING_OPS:
+                moved = _sink_reshape_through_binarizer(graph, node) or \
+                    (node.op == "Unsqueeze" and _sink_unsqueeze_through_pad(graph, node))
             elif node.op == "Transpose" and _perm(node) is not None:
                 perm = _perm(node)
                 moved = _cancel(graph, node, perm) or _sink_through_binarizer(graph, node, perm) or \
