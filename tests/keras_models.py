@@ -110,6 +110,22 @@ def conv1d_options(seed: int = 0):
     return randomize_batch_norms(tf.keras.Model(x, tf.keras.layers.Dense(10)(h), name="conv1d_options"))
 
 
+def dorefa_style(seed: int = 0):
+    """DoReFa-Net's layers: 2-bit activations (DoReFaQuantizer) against binary, magnitude-scaled weights; no layer
+    has a binary input, so nothing becomes a binary op."""
+    tf.keras.utils.set_random_seed(seed)
+    quantized = {"input_quantizer": lq.quantizers.DoReFaQuantizer(k_bit=2),
+                 "kernel_quantizer": "magnitude_aware_sign", "use_bias": False}
+    x = tf.keras.Input((16, 16, 3))
+    h = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
+    h = tf.keras.layers.BatchNormalization()(h)
+    for filters in (32, 64):
+        h = lq.layers.QuantConv2D(filters, 3, padding="same", **quantized)(h)
+        h = tf.keras.layers.BatchNormalization()(h)
+    h = tf.keras.layers.GlobalAveragePooling2D()(h)
+    return randomize_batch_norms(tf.keras.Model(x, tf.keras.layers.Dense(10)(h), name="dorefa_style"))
+
+
 def lambda_model():
     """A binary conv behind a Lambda layer, whose Python code a saved file carries."""
     x = tf.keras.Input((8, 8, 3))

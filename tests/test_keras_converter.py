@@ -16,6 +16,7 @@ from keras_models import (
     binary_layer_count,
     bireal_style,
     conv1d_options,
+    dorefa_style,
     function_binarizer,
     lambda_model,
     layer_options,
@@ -47,6 +48,13 @@ def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
+def assert_matches_keras(model, converted: onnx.ModelProto, shape: tuple[int, ...], batch: int, seed: int) -> None:
+    """The converted model's outputs equal Keras' on a random batch, to 1e-4 of the largest output."""
+    x = np.random.default_rng(seed).standard_normal((batch, *shape)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(run(converted, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
 def test_demo_model_predicts_exactly_like_keras_on_the_digits_test_set() -> None:
     source = ROOT / "models" / "digits_bnn.h5"
     converted = convert(source)
@@ -73,9 +81,7 @@ def test_vgg_style_model_gets_packed_threshold_outputs_and_is_exact() -> None:
     # Every binary layer whose batch norm feeds only the next binarizer outputs packed bits; the last conv
     # (followed by Flatten's transpose) and the last dense (the model output) stay float.
     assert len(packed_layers(result.model)) == 3
-    x = np.random.default_rng(1).standard_normal((64, 16, 16, 3)).astype(np.float32)
-    expected = model.predict(x, verbose=0)
-    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    assert_matches_keras(model, result.model, (16, 16, 3), batch=64, seed=1)
 
 
 def test_bireal_style_model_keeps_float_outputs_and_is_exact() -> None:
@@ -84,9 +90,7 @@ def test_bireal_style_model_keeps_float_outputs_and_is_exact() -> None:
     assert result.verification.outputs_agree, result.verification.summary()
     assert op_counts(result.model)["BinaryConv2D"] == binary_layer_count(model) == 3
     assert packed_layers(result.model) == []
-    x = np.random.default_rng(2).standard_normal((64, 16, 16, 3)).astype(np.float32)
-    expected = model.predict(x, verbose=0)
-    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    assert_matches_keras(model, result.model, (16, 16, 3), batch=64, seed=2)
 
 
 def test_grouped_dilated_and_depthwise_binary_convs_become_binary_ops_and_are_exact() -> None:
@@ -97,9 +101,7 @@ def test_grouped_dilated_and_depthwise_binary_convs_become_binary_ops_and_are_ex
     group_attributes = [a.i for n in result.model.graph.node if n.op_type == "BinaryConv2D" for a in n.attribute
                         if a.name == "group"]
     assert sorted(group_attributes) == [4, 40]  # the grouped conv, and the depthwise conv (one group a channel)
-    x = np.random.default_rng(3).standard_normal((32, 12, 12, 8)).astype(np.float32)
-    expected = model.predict(x, verbose=0)
-    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    assert_matches_keras(model, result.model, (12, 12, 8), batch=32, seed=3)
 
 
 def test_conv1d_binary_layers_become_binary_ops_and_are_exact() -> None:
@@ -107,9 +109,17 @@ def test_conv1d_binary_layers_become_binary_ops_and_are_exact() -> None:
     result = convert_with_report(model, samples=32)
     assert result.verification.outputs_agree, result.verification.summary()
     assert op_counts(result.model)["BinaryConv2D"] == binary_layer_count(model) == 2
-    x = np.random.default_rng(5).standard_normal((32, 64, 8)).astype(np.float32)
-    expected = model.predict(x, verbose=0)
-    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    assert_matches_keras(model, result.model, (64, 8), batch=32, seed=5)
+
+
+def test_k_bit_quantizers_stay_float_and_verify() -> None:
+    """DoReFa: 2-bit activations are not binary, so no layer converts; the result agrees with Keras (or differs
+    only on inputs proven to be ties of the source against its own float export)."""
+    model = dorefa_style()
+    result = convert_with_report(model, samples=32)
+    assert result.binary_layers == [] and len(result.float_layers) == 4
+    assert result.verification.passed, result.verification.summary()
+    assert result.verification.export_differences in (None, result.verification.export_ties)
 
 
 @pytest.mark.parametrize("form", ["model object", "SavedModel"])
@@ -122,9 +132,7 @@ def test_binarizer_written_as_a_plain_function_becomes_binary_layers(tmp_path: P
     result = convert_with_report(source, samples=32)
     assert result.verification.outputs_agree, result.verification.summary()
     assert [layer.op for layer in result.binary_layers] == ["BinaryConv2D", "BinaryDense"]
-    x = np.random.default_rng(4).standard_normal((32, 8, 8, 3)).astype(np.float32)
-    expected = model.predict(x, verbose=0)
-    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    assert_matches_keras(model, result.model, (8, 8, 3), batch=32, seed=4)
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -208,15 +210,29 @@ def test_export_that_does_not_compute_what_the_module_computes_is_refused() -> N
         convert(PythonScale(), 3 * torch.randn(2, 3, 8, 8), exporter="legacy")
 
 
-def test_brevitas_qonnx_converts_and_matches_brevitas(tmp_path: Path) -> None:
+def brevitas_binary_parts() -> tuple[Any, Callable[[], nn.Module], dict[str, Any]]:
+    """brevitas.nn, a binary activation quantizer, and the keyword arguments of a binary-weight layer."""
     brevitas_nn = pytest.importorskip("brevitas.nn")
-    from brevitas.export import export_qonnx
     from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 
-    def binary_act() -> nn.Module:
-        return brevitas_nn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+    return (brevitas_nn, lambda: brevitas_nn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst),
+            {"weight_quant": SignedBinaryWeightPerTensorConst, "bias": False})
 
-    weight = {"weight_quant": SignedBinaryWeightPerTensorConst, "bias": False}
+
+def assert_matches_brevitas(module: nn.Module, model: onnx.ModelProto, seed: int) -> None:
+    """Brevitas' own output on 16 random inputs, one at a time (the export fixed the batch at 1)."""
+    x = np.random.default_rng(seed).standard_normal((16, 1, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        expected = np.concatenate([module(torch.from_numpy(xi)).numpy() for xi in x])
+    actual = np.concatenate([run(model, {model.graph.input[0].name: xi}) for xi in x])
+    assert np.max(np.abs(actual - expected)) <= TOLERANCE * np.max(np.abs(expected))
+    assert np.array_equal(actual.argmax(1), expected.argmax(1))
+
+
+def test_brevitas_qonnx_converts_and_matches_brevitas(tmp_path: Path) -> None:
+    brevitas_nn, binary_act, weight = brevitas_binary_parts()
+    from brevitas.export import export_qonnx
+
     module = tm.trained_looking(nn.Sequential(
         nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), binary_act(),
         brevitas_nn.QuantConv2d(32, 32, 3, padding=1, **weight), nn.BatchNorm2d(32), nn.MaxPool2d(2), binary_act(),
@@ -232,26 +248,17 @@ def test_brevitas_qonnx_converts_and_matches_brevitas(tmp_path: Path) -> None:
     assert "3 binary layers" in cli.stdout and "verification: agree" in cli.stdout
     model = onnx.load(out)
     assert op_count(model)["BinaryConv2D"] == 2 and op_count(model)["BinaryDense"] == 1
-    x = np.random.default_rng(8).standard_normal((16, 1, 3, 16, 16)).astype(np.float32)
-    with torch.no_grad():  # Brevitas' own output; the export fixed the batch at 1
-        expected = np.concatenate([module(torch.from_numpy(xi)).numpy() for xi in x])
-    actual = np.concatenate([run(model, {model.graph.input[0].name: xi}) for xi in x])
-    assert np.max(np.abs(actual - expected)) <= TOLERANCE * np.max(np.abs(expected))
-    assert np.array_equal(actual.argmax(1), expected.argmax(1))
+    assert_matches_brevitas(module, model, seed=8)
 
 
 def test_brevitas_qonnx_with_multi_bit_quantizers_converts_its_binary_layers(tmp_path: Path) -> None:
     """FINN CNV style: the input quantized to 8 bits, a 2-bit activation and 4-bit weights on a float-input conv,
     1-bit everywhere else. The multi-bit Quant nodes become QONNX's float arithmetic; the binary layers become
     binary ops; the result matches Brevitas."""
-    brevitas_nn = pytest.importorskip("brevitas.nn")
+    brevitas_nn, binary_act, weight = brevitas_binary_parts()
     from brevitas.export import export_qonnx
-    from brevitas.quant import Int8ActPerTensorFloat, SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
+    from brevitas.quant import Int8ActPerTensorFloat
 
-    def binary_act() -> nn.Module:
-        return brevitas_nn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
-
-    weight = {"weight_quant": SignedBinaryWeightPerTensorConst, "bias": False}
     module = tm.trained_looking(nn.Sequential(
         brevitas_nn.QuantIdentity(act_quant=Int8ActPerTensorFloat),
         brevitas_nn.QuantConv2d(3, 32, 3, padding=1, bias=False, weight_bit_width=4), nn.BatchNorm2d(32),
@@ -265,13 +272,7 @@ def test_brevitas_qonnx_with_multi_bit_quantizers_converts_its_binary_layers(tmp
     result = convert_with_report(path)
     assert result.verification.passed, result.verification.summary()
     assert [layer.op for layer in result.binary_layers] == ["BinaryConv2D", "BinaryConv2D", "BinaryDense"]
-    model = result.model
-    x = np.random.default_rng(10).standard_normal((16, 1, 3, 16, 16)).astype(np.float32)
-    with torch.no_grad():  # Brevitas' own output; the export fixed the batch at 1
-        expected = np.concatenate([module(torch.from_numpy(xi)).numpy() for xi in x])
-    actual = np.concatenate([run(model, {model.graph.input[0].name: xi}) for xi in x])
-    assert np.max(np.abs(actual - expected)) <= TOLERANCE * np.max(np.abs(expected))
-    assert np.array_equal(actual.argmax(1), expected.argmax(1))
+    assert_matches_brevitas(module, result.model, seed=10)
 
 
 def test_float_onnx_with_where_binarizers_converts_through_the_cli(tmp_path: Path) -> None:
