@@ -181,6 +181,8 @@ def test_a_flipped_weight_bit_is_never_excused_as_a_tie(build) -> None:
 def test_converted_model_validates_and_declares_custom_op_shapes() -> None:
     result = convert_with_report(vgg_style(), verify_result=False)
     onnx.checker.check_model(result.model)
+    # The lowest IR version for its opsets (opset 17: IR 8), which onnxruntime 1.22 (IR <= 10) also reads.
+    assert result.model.ir_version == 8
     declared = {v.name: v for v in [*result.model.graph.value_info, *result.model.graph.output]}
     for node in result.model.graph.node:
         if node.domain == "bnn2onnx":

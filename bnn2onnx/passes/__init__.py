@@ -119,4 +119,7 @@ def optimize(model: onnx.ModelProto, stages: tuple[Stage, ...] = PIPELINE) -> tu
     out = gs.export_onnx(graph)
     if not any(o.domain == schema.DOMAIN for o in out.opset_import):
         out.opset_import.append(schema.opset_import())
+    # The lowest IR version that holds the model's opsets, not the newest one onnx writes by default: an older
+    # onnxruntime on a device refuses a newer IR version (1.22 reads up to 10) although it runs every op.
+    out.ir_version = onnx.helper.find_min_ir_version_for(list(out.opset_import), ignore_unknown=True)
     return out, report
