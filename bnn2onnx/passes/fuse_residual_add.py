@@ -34,7 +34,18 @@ def _fuse(graph: gs.Graph, node: gs.Node, result: PassResult) -> None:
         result.refuse(add, f"Add's other input {residual.name} is not known to be float32 of the layer's output "
                            f"shape {out.shape} (broadcasting stays a separate Add)")
         return
-    node.inputs.extend(gs.Variable.empty() for _ in range(len(node.inputs), RESIDUAL_INPUT))
+    if len(node.inputs) < RESIDUAL_INPUT:
+        # An identity post affine map rather than skipped inputs (empty names): onnxruntime 1.22 crashes creating
+        # a session for a custom op whose optional inputs are skipped. y * 1 + 0 is y (a -0.0 becomes +0.0,
+        # which no sign or sum tells apart).
+        channels = node.inputs[2].shape[0] if node.inputs[2].shape else None
+        if not isinstance(channels, int):
+            result.refuse(add, "the layer's output channels are unknown")
+            return
+        while len(node.inputs) > 4:  # (onnx-graphsurgeon's input list has no slice deletion)
+            node.inputs.pop()
+        node.inputs.extend([gs.Constant(f"{node.name}_post_multiplier", np.ones(channels, np.float32)),
+                            gs.Constant(f"{node.name}_post_bias", np.zeros(channels, np.float32))])
     node.inputs.append(residual)
     node.outputs[0] = add.outputs[0]
     detach(add)
