@@ -35,6 +35,17 @@ class LayerRow:
         return self.binary_params / 8 + self.float_params * 4
 
 
+def _parameter_inputs(node: onnx.NodeProto, initializers: dict[str, np.ndarray]) -> list[str]:
+    """A binary layer's per-channel inputs (2 on) that hold parameters: not an identity post affine map (ones and
+    zeros), which the converter writes before a residual only so that no input is skipped (fuse_residual_add.py)."""
+    names = [name for name in node.input[2:] if name in initializers]
+    post = node.input[4:6]
+    if len(post) == 2 and all(n in initializers for n in post) and np.all(initializers[post[0]] == 1) and \
+            np.all(initializers[post[1]] == 0):
+        names = [name for name in names if name not in post]
+    return names
+
+
 def _shapes(model: onnx.ModelProto) -> dict[str, list]:
     inferred = model.graph.value_info
     shapes = {}
@@ -64,7 +75,7 @@ def layer_rows(model: onnx.ModelProto) -> list[LayerRow]:
             weights = initializers[node.input[1]]
             channels_in = attrs["channels_in"] // attrs.get("group", 1)
             row.binary_params = int(np.prod(weights.shape[:-1])) * channels_in
-            row.float_params = sum(initializers[name].size for name in node.input[2:] if name in initializers)
+            row.float_params = sum(initializers[name].size for name in _parameter_inputs(node, initializers))
             packed = bool(attrs.get("packed_output", 0))
             pixels = _pixels(out_shape, packed) if node.op_type == schema.BINARY_CONV2D else 1
             row.binary_macs = row.binary_params * pixels
