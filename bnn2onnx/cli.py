@@ -50,12 +50,39 @@ def _load_inputs(path: str | None) -> np.ndarray | None:
         raise ConversionError(f"{path}: cannot read as a .npy array: {error}") from error
 
 
+def check_writable(path: Path) -> None:
+    """Before any work: the output's directory exists and may be written to, and the path is not a directory."""
+    if path.suffix != ".onnx":
+        raise ConversionError(f"output {path} must end in .onnx")
+    if path.is_dir():
+        raise ConversionError(f"output {path} is a directory")
+    directory = path.parent
+    if not directory.is_dir():
+        raise ConversionError(f"output directory {directory} does not exist")
+    try:  # a file made and removed at once: what permissions alone do not tell (root, read-only file systems)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise ConversionError(f"cannot write {path}: {error.strerror}") from error
+
+
+def _file_mode(path: Path) -> int:
+    """The mode of the file a write replaces, else what the umask gives a new file (0644 typically)."""
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomically(model: onnx.ModelProto, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes through a temporary file in the same directory, so a failure never leaves half a model."""
+    mode = _file_mode(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
         onnx.save(model, temporary)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -95,8 +122,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from bnn2onnx.converter import convert_with_report
 
     output = Path(args.output)
-    if output.suffix != ".onnx":
-        raise ConversionError(f"output {output} must end in .onnx")
+    check_writable(output)
     with _stage_display() as progress:
         result = convert_with_report(args.source, inputs=_load_inputs(args.inputs), samples=args.samples,
                                      seed=args.seed, verify_result=not args.no_verify,

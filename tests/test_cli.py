@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -120,6 +121,36 @@ def test_bad_input_gives_one_line_error_and_writes_nothing(case: str, tmp_path: 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bnn2onnx: error:") and expected in lines[0], result.stderr
     assert not output.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_output_gets_the_umask_mode_or_keeps_the_replaced_files(converted, tmp_path: Path) -> None:
+    """A new file gets the mode the umask gives (0644 with umask 022), a replaced one keeps its own; never the
+    temporary file's 0600."""
+    out, _ = converted
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    replaced = tmp_path / "replaced.onnx"
+    replaced.write_bytes(b"old")
+    replaced.chmod(0o640)
+    result = run_cli("convert", str(DEMO), "-o", str(replaced), "--no-verify")
+    assert result.returncode == 0, result.stderr
+    assert replaced.stat().st_mode & 0o777 == 0o640 and onnx.load(replaced).graph.node
+
+
+@pytest.mark.parametrize("case", ["missing_directory", "unwritable_directory", "directory"])
+def test_an_unusable_output_path_fails_before_the_conversion(case: str, tmp_path: Path) -> None:
+    """Checked before the source is read (the source here does not even exist). /sys refuses new files even to
+    root, which a test run as root needs: permission bits would not stop it."""
+    output = {"missing_directory": tmp_path / "nowhere" / "out.onnx", "unwritable_directory": Path("/sys/out.onnx"),
+              "directory": tmp_path / "dir.onnx"}[case]
+    if case == "directory":
+        output.mkdir()
+    result = run_cli("convert", str(tmp_path / "missing-source.h5"), "-o", str(output))
+    expected = {"missing_directory": f"output directory {output.parent} does not exist",
+                "unwritable_directory": f"cannot write {output}: Permission denied",
+                "directory": f"output {output} is a directory"}[case]
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
 
 
 def test_lambda_model_converts_only_with_trust_lambda(tmp_path: Path) -> None:
