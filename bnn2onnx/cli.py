@@ -22,6 +22,7 @@ import onnx
 from rich.console import Console
 from rich.table import Table
 
+from bnn2onnx import __version__
 from bnn2onnx.errors import ConversionError, first_line
 from bnn2onnx.frontends.onnx_float import read_onnx
 
@@ -202,22 +203,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+SOURCE_HELP = ("the source model: a Keras/Larq .h5, .keras or SavedModel directory, a torch.export program (.pt2), "
+               "or a float or QONNX .onnx")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # --debug works before or after the command: the command's copy only sets it when given (SUPPRESS).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error")
     parser = argparse.ArgumentParser(prog="bnn2onnx", description="Binarized networks to ONNX with bit-packed ops")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--version", action="version", version=f"bnn2onnx {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    convert = commands.add_parser("convert", help="convert a Keras/Larq model (.h5, .keras, SavedModel dir), a "
-                                  "torch.export program (.pt2), or a float or QONNX .onnx")
-    convert.add_argument("source")
+    convert = commands.add_parser("convert", parents=[common], help="convert a Keras/Larq model (.h5, .keras, "
+                                  "SavedModel dir), a torch.export program (.pt2), or a float or QONNX .onnx")
+    convert.add_argument("source", help=SOURCE_HELP)
     convert.add_argument("-o", "--output", required=True, help="output .onnx path")
-    verify = commands.add_parser("verify", help="compare a converted model with its source")
-    verify.add_argument("source")
-    verify.add_argument("converted")
+    verify = commands.add_parser("verify", parents=[common], help="compare a converted model with its source")
+    verify.add_argument("source", help=SOURCE_HELP)
+    verify.add_argument("converted", help="the converted .onnx")
     for command in (convert, verify):
         command.add_argument("--inputs", help="a .npy batch to verify on (default: random inputs)")
         command.add_argument("--samples", type=int, default=16, help="random inputs to verify on (default 16)")
-        command.add_argument("--seed", type=int, default=0)
+        command.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
         command.add_argument("--trust-lambda", action="store_true",
                              help="let Keras run the Python code of the model's Lambda layers (only for a file you "
                                   "trust: Keras refuses it by default)")
@@ -225,15 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(run=cmd_convert)
     verify.set_defaults(run=cmd_verify)
 
-    inspect = commands.add_parser("inspect", help="per-layer parameters, MACs and memory of a converted model")
-    inspect.add_argument("model")
+    inspect = commands.add_parser("inspect", parents=[common],
+                                  help="per-layer parameters, MACs and memory of a converted model")
+    inspect.add_argument("model", help="a converted .onnx")
     inspect.set_defaults(run=cmd_inspect)
 
-    bench = commands.add_parser("bench", help="latency percentiles and per-node profile in onnxruntime")
-    bench.add_argument("model")
+    bench = commands.add_parser("bench", parents=[common],
+                                help="latency percentiles and per-node profile in onnxruntime")
+    bench.add_argument("model", help="a converted (or any) .onnx")
     bench.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
-    bench.add_argument("--batch", type=int, default=1)
-    bench.add_argument("--runs", type=int, default=100)
+    bench.add_argument("--batch", type=int, default=1, help="inputs per run (default 1)")
+    bench.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
     bench.add_argument("--top", type=int, default=15, help="nodes to list (default 15)")
     bench.add_argument("--png", help="also draw the per-node shares as a bar chart (needs matplotlib: the plot extra)")
     bench.set_defaults(run=cmd_bench)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from cli_runner import run_cli
+
+import bnn2onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "models" / "digits_bnn.h5"
@@ -164,3 +167,21 @@ def test_lambda_model_converts_only_with_trust_lambda(tmp_path: Path) -> None:
     trusted = run_cli("convert", str(source), "-o", str(out), "--trust-lambda")
     assert trusted.returncode == 0, trusted.stdout + trusted.stderr
     assert "1 binary layers" in trusted.stdout and out.exists()
+
+
+def test_version_and_debug_after_the_command() -> None:
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"bnn2onnx {bnn2onnx.__version__}"
+    failed = run_cli("inspect", "/nonexistent.onnx", "--debug")
+    assert failed.returncode != 0 and "Traceback" in failed.stderr and "ConversionError" in failed.stderr
+
+
+@pytest.mark.parametrize("module, source, extra", [("larq", str(DEMO), "keras")])
+def test_a_missing_extra_is_named_with_its_pip_command(module: str, source: str, extra: str, tmp_path: Path) -> None:
+    """The extra's package made unimportable (sys.modules[name] = None) in the CLI's own process."""
+    script = (f"import sys; sys.modules[{module!r}] = None; from bnn2onnx.cli import main; "
+              f"sys.exit(main(['convert', {source!r}, '-o', {str(tmp_path / 'out.onnx')!r}]))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (f"bnn2onnx: error: converting a Keras model needs the {extra} extra ({module} "
+                                     f'is missing): pip install "bnn2onnx[{extra}]"')

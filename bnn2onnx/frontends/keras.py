@@ -41,8 +41,13 @@ def tensorflow_for_larq() -> ModuleType:
         raise ConversionError(f"TF_USE_LEGACY_KERAS={existing!r}: larq needs legacy Keras; unset it or set it to 1")
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import larq  # noqa: F401  (registers larq's layers, quantizers and constraints with Keras)
-    import tensorflow as tf
+    try:
+        import larq  # noqa: F401  (registers larq's layers, quantizers and constraints with Keras)
+        import tensorflow as tf
+        import tf_keras  # noqa: F401  (the legacy Keras that TF_USE_LEGACY_KERAS selects)
+    except ImportError as error:
+        raise ConversionError(f"converting a Keras model needs the keras extra ({error.name or error} is missing): "
+                              'pip install "bnn2onnx[keras]"') from error
 
     return tf
 

@@ -39,7 +39,8 @@ def require_torch():
     try:
         import torch
     except ImportError as error:
-        raise ConversionError("PyTorch input needs torch: pip install 'bnn2onnx[torch]'") from error
+        raise ConversionError('converting a PyTorch model needs the torch extra: pip install "bnn2onnx[torch]"') \
+            from error
     return torch
 
 
