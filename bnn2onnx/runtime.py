@@ -10,8 +10,6 @@ import onnx
 import onnxruntime as ort
 
 LIBRARY_NAME = "libbnn2onnx_ops.so"
-# The library asks onnxruntime for this C API version at registration (docs/ops.md, "Runtime requirements").
-MIN_ONNXRUNTIME = "1.21"
 
 
 def library_path() -> Path:
