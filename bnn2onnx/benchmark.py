@@ -45,20 +45,29 @@ def percentiles(times: list[float]) -> dict[str, float]:
             "p99": float(np.percentile(ordered, 99)), "mean": statistics.fmean(times)}
 
 
-def node_profile(model: str | Path, feeds: dict[str, np.ndarray], threads: int, runs: int) -> list[NodeTime]:
-    """Time per node summed over `runs` runs, from onnxruntime's profiler (largest first)."""
+def node_profile(model: str | Path, feeds: dict[str, np.ndarray], threads: int, runs: int,
+                 warmup: int = 5) -> list[NodeTime]:
+    """Time per node over `runs` runs after `warmup` runs (its median a run, times the runs), from onnxruntime's
+    profiler (largest first).
+    The first runs allocate buffers and build the ops' per-size tables; counted, they decide which node looks
+    slowest on a small model."""
     with tempfile.TemporaryDirectory() as tmp:
         options = session_options(threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        for _ in range(runs):
+        for _ in range(warmup + runs):
             session.run(None, feeds)
         events = json.loads(Path(session.end_profiling()).read_text())
-    totals: dict[tuple[str, str], float] = defaultdict(float)
+    run_ends = sorted(e["ts"] + e["dur"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    start = run_ends[warmup - 1] if 0 < warmup <= len(run_ends) else 0
+    durations: dict[tuple[str, str], list[float]] = defaultdict(list)
     for event in events:
-        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
-            totals[(event["name"][: -len("_kernel_time")], event.get("args", {}).get("op_name", "?"))] += event["dur"]
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time") and event["ts"] >= start:
+            durations[(event["name"][: -len("_kernel_time")], event.get("args", {}).get("op_name", "?"))].append(
+                event["dur"])
+    # Each node's median time a run, times the runs: a run that the host delayed does not decide the order.
+    totals = {key: statistics.median(times) * runs for key, times in durations.items()}
     whole = sum(totals.values()) or 1.0
     return sorted((NodeTime(name, op, us, us / whole) for (name, op), us in totals.items()),
                   key=lambda n: n.total_us, reverse=True)
@@ -86,3 +95,10 @@ def save_bar_chart(nodes: list[NodeTime], path: Path, title: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def binary_share(nodes: list[NodeTime]) -> float:
+    """The share of node time spent in the bnn2onnx ops."""
+    from bnn2onnx.ops import schema
+
+    return sum(n.share for n in nodes if n.op in schema.OP_TYPES)

@@ -8,6 +8,8 @@ failed or interrupted run never leaves a half-written model.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -183,14 +185,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     feeds = random_inputs(read_onnx(path), args.batch, seed=0)
     if args.png:
         benchmark.pyplot()  # fail before the timing, not after it
-    profile_runs = max(10, args.runs // 5)
+    profile_runs = max(200, args.runs)
     with _stage_display() as progress:
         progress(f"timing {args.runs} runs")
         stats = benchmark.percentiles(benchmark.latencies_ms(path, feeds, args.threads, args.runs))
-        progress("profiling nodes")
+        progress(f"profiling nodes over {profile_runs} runs")
         nodes = benchmark.node_profile(path, feeds, args.threads, profile_runs)
+    binary = benchmark.binary_share(nodes)
+    if args.json:
+        print(json.dumps({"model": str(path), "batch": args.batch, "threads": args.threads, "runs": args.runs,
+                          "latency_ms": stats, "profile_runs": profile_runs, "binary_op_share": binary,
+                          "nodes": [dataclasses.asdict(n) | {"ms_per_run": n.total_us / profile_runs / 1e3}
+                                    for n in nodes]}, indent=1))
+        return 0
     console.print(f"{path.name}: batch {args.batch}, {args.threads} thread(s), {args.runs} runs: "
                   + ", ".join(f"{k} {v:.3f} ms" for k, v in stats.items()))
+    console.print(f"node time: bnn2onnx ops {binary:.1%}, standard ops {1 - binary:.1%} "
+                  f"(profile of {profile_runs} runs after 5 warm-up runs)")
     table = Table(title="time per node (onnxruntime profiler)")
     for column in ("node", "op", "share", "time per run"):
         table.add_column(column, overflow="fold", justify="right" if column in ("share", "time per run") else "left")
@@ -248,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
     bench.add_argument("--top", type=int, default=15, help="nodes to list (default 15)")
     bench.add_argument("--png", help="also draw the per-node shares as a bar chart (needs matplotlib: the plot extra)")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON (for scripts)")
     bench.set_defaults(run=cmd_bench)
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -68,6 +69,20 @@ def test_inspect_totals_match_larq_summary(converted) -> None:
             channels = layer.output.shape[-1]
             folded += channels + (channels if before.use_bias else 0)
     assert sum(r.float_params for r in rows) == profile.weight_count(bitwidth=32) - folded
+
+
+def test_bench_json_gives_latencies_node_shares_and_the_binary_ops_share(converted) -> None:
+    out, _ = converted
+    result = run_cli("bench", str(out), "--runs", "20", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["latency_ms"]["p50"] > 0 and report["profile_runs"] >= 200
+    shares = {node["op"]: 0.0 for node in report["nodes"]}
+    for node in report["nodes"]:
+        shares[node["op"]] += node["share"]
+    assert abs(sum(shares.values()) - 1) < 1e-9
+    assert abs(report["binary_op_share"] - sum(v for op, v in shares.items() if op.startswith(("Binary", "Bit")))) \
+        < 1e-9 and shares["BinaryConv2D"] > 0
 
 
 def test_bench_prints_percentiles_and_node_profile(converted) -> None:
