@@ -39,21 +39,6 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return values
 
 
-def _lowered(node: onnx.NodeProto, scale: np.ndarray, index: int) -> list[onnx.NodeProto]:
-    x, (out,) = node.input[0], node.output
-    prefix = f"{node.name or 'bipolar_quant'}_{index}"
-    zero, plus, minus = (helper.make_tensor(f"{prefix}_{name}", onnx.TensorProto.FLOAT, [], [value])
-                         for name, value in (("zero", 0.0), ("plus", 1.0), ("minus", -1.0)))
-    nodes = [helper.make_node("Constant", [], [c.name], value=c) for c in (zero, plus, minus)]
-    signs = out if np.all(scale == 1) else f"{prefix}_signs"
-    nodes += [helper.make_node("GreaterOrEqual", [x, zero.name], [f"{prefix}_nonnegative"]),
-              helper.make_node("Where", [f"{prefix}_nonnegative", plus.name, minus.name], [signs],
-                               name=node.name)]
-    if signs != out:
-        nodes.append(helper.make_node("Mul", [signs, node.input[1]], [out], name=f"{prefix}_scale"))
-    return nodes
-
-
 class _Emitter:
     """Standard-ONNX nodes for one QONNX node, with fresh tensor names."""
 
@@ -61,8 +46,12 @@ class _Emitter:
         self.prefix, self.count, self.nodes = f"{node.name or node.op_type}_{index}", 0, []
 
     def constant(self, value: float) -> str:
-        name = self.op("Constant", [], value=helper.make_tensor("value", onnx.TensorProto.FLOAT, [], [value]))
-        return name
+        return self.op("Constant", [], value=helper.make_tensor("value", onnx.TensorProto.FLOAT, [], [value]))
+
+    def bipolar(self, x: str, output: str | None = None) -> str:
+        """where(x >= 0, +1, -1): QONNX's binary level (0 -> +1), the binarizer the passes recognise."""
+        nonnegative = self.op("GreaterOrEqual", [x, self.constant(0.0)])
+        return self.op("Where", [nonnegative, self.constant(1.0), self.constant(-1.0)], output)
 
     def op(self, op_type: str, inputs: list[str], output: str | None = None, **attributes) -> str:
         self.count += 1
@@ -84,6 +73,16 @@ class _Emitter:
 
     def clamped(self, x: str, low: int, high: int) -> str:
         return self.op("Min", [self.op("Max", [x, self.constant(low)]), self.constant(high)])
+
+
+def _lowered_bipolar_quant(node: onnx.NodeProto, scale: np.ndarray, index: int) -> list[onnx.NodeProto]:
+    e = _Emitter(node, index)
+    out = node.output[0]
+    if np.all(scale == 1):
+        e.bipolar(node.input[0], out)
+    else:
+        e.op("Mul", [e.bipolar(node.input[0]), node.input[1]], out)
+    return e.nodes
 
 
 def _attribute(node: onnx.NodeProto, name: str, default: int | str) -> int | str:
@@ -115,8 +114,7 @@ def _lowered_quant(node: onnx.NodeProto, constants: dict[str, np.ndarray], index
     e = _Emitter(node, index)
     shifted = e.op("Add", [e.op("Div", [x, scale]), zeropt])
     if bits == 1 and signed:  # bipolar, as QONNX executes it
-        level = e.op("Where", [e.op("GreaterOrEqual", [shifted, e.constant(0.0)]), e.constant(1.0),
-                               e.constant(-1.0)])
+        level = e.bipolar(shifted)
     else:
         level = e.rounded(e.clamped(shifted, *_integer_range(bits, signed, narrow)),
                           str(_attribute(node, "rounding_mode", "ROUND")), what)
@@ -136,8 +134,8 @@ def _lowered_trunc(node: onnx.NodeProto, constants: dict[str, np.ndarray], index
     out_bits = _bit_width(constants, out_bits_name, what)
     signed, narrow = bool(_attribute(node, "signed", 1)), bool(_attribute(node, "narrow", 0))
     e = _Emitter(node, index)
-    trunc_scale = np.float32(2.0) ** np.round(np.log2(out_scale_value / scale_value)).astype(np.float32)
-    shift = e.op("Constant", [], value=numpy_helper.from_array(trunc_scale.astype(np.float32), "value"))
+    trunc_scale = (np.float32(2.0) ** np.round(np.log2(out_scale_value / scale_value))).astype(np.float32)
+    shift = e.op("Constant", [], value=numpy_helper.from_array(trunc_scale, "value"))
     integer = e.op("Round", [e.op("Add", [e.op("Div", [x, scale]), zeropt])])
     level = e.rounded(e.clamped(e.op("Div", [integer, shift]), *_integer_range(out_bits, signed, narrow)),
                       str(_attribute(node, "rounding_mode", "FLOOR")), what)
@@ -166,7 +164,7 @@ def lower_qonnx(model: onnx.ModelProto) -> onnx.ModelProto:
         if scale is None or scale.size == 0 or not np.all(scale > 0):
             raise ConversionError(f"BipolarQuant {node.name or node.output[0]!r}: its scale must be a positive "
                                   "constant")
-        nodes.extend(_lowered(node, scale, index))
+        nodes.extend(_lowered_bipolar_quant(node, scale, index))
     lowered = onnx.ModelProto()
     lowered.CopyFrom(model)
     del lowered.graph.node[:]

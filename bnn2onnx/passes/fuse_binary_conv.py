@@ -12,20 +12,19 @@ import onnx_graphsurgeon as gs
 from bnn2onnx.ops import schema
 from bnn2onnx.ops.bitpacking import pack_conv_weights
 from bnn2onnx.passes.binary_weights import per_channel_magnitude
-from bnn2onnx.passes.graph_tools import PassResult, bnn_node, constant, detach, is_binarized, producer_op, scalar
+from bnn2onnx.passes.graph_tools import PassResult, binarized_pad, bnn_node, constant, detach, is_binarized, scalar
 from bnn2onnx.passes.op_shapes import annotate
 
 
 def _explicit_padding(x: gs.Tensor) -> tuple[gs.Tensor, list[int], int] | None:
     """(binarized input, [top, left, bottom, right], value) for x = Pad(bin(u), spatial pads, value) with value
     -1, 0 or +1 (larq pad_values=1, F.pad(sign(x), value=-1), ...)."""
-    pad = producer_op(x, "Pad")
-    if pad is None or pad.attrs.get("mode", "constant") != "constant" or is_binarized(pad.inputs[0]) is None:
+    padded = binarized_pad(x)
+    if padded is None:
         return None
-    pads = constant(pad.inputs[1])
+    pad, pads = padded
     value = scalar(constant(pad.inputs[2])) if len(pad.inputs) > 2 and pad.inputs[2].name else 0.0
-    has_axes = len(pad.inputs) > 3 and pad.inputs[3].name != ""
-    if pads is None or pads.size != 8 or value not in (-1.0, 0.0, 1.0) or has_axes or np.any(pads[[0, 1, 4, 5]] != 0):
+    if pads.size != 8 or value not in (-1.0, 0.0, 1.0) or np.any(pads[[0, 1, 4, 5]] != 0):
         return None
     return pad.inputs[0], [int(pads[2]), int(pads[3]), int(pads[6]), int(pads[7])], int(value)
 

@@ -140,3 +140,14 @@ def is_binarized(tensor: gs.Tensor) -> gs.Node | None:
     if unpack is None or producer_op(unpack.inputs[0], schema.BIT_PACK, schema.DOMAIN) is None:
         return None
     return unpack
+
+
+def binarized_pad(tensor: gs.Tensor) -> tuple[gs.Node, np.ndarray] | None:
+    """(the Pad, its pads) when `tensor` is a constant-mode Pad of a binarized tensor with constant pads over every
+    axis (no axes input), else None."""
+    pad = producer_op(tensor, "Pad")
+    if pad is None or pad.attrs.get("mode", "constant") != "constant" or is_binarized(pad.inputs[0]) is None:
+        return None
+    pads = constant(pad.inputs[1])
+    has_axes = len(pad.inputs) > 3 and pad.inputs[3].name != ""
+    return None if pads is None or has_axes else (pad, pads)

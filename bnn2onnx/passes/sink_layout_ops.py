@@ -17,6 +17,7 @@ import onnx_graphsurgeon as gs
 
 from bnn2onnx.passes.graph_tools import (
     PassResult,
+    binarized_pad,
     constant,
     detach,
     fresh_variable,
@@ -86,51 +87,48 @@ def _cancel_reshape(graph: gs.Graph, reshape: gs.Node) -> bool:
     return False
 
 
+def _repadded(graph: gs.Graph, layout: gs.Node, moved: gs.Tensor, pad: gs.Node, new_pads: np.ndarray) -> None:
+    """Replaces `layout` (a layout op applied to `pad`'s output) by the same Pad of `moved` (the layout op applied
+    to the Pad's input), with `new_pads`."""
+    out = layout.outputs[0]
+    detach(layout)
+    inputs = [moved, gs.Constant(f"{layout.name}_pads", new_pads.astype(np.int64))] + list(pad.inputs[2:3])
+    graph.nodes.append(gs.Node("Pad", f"{layout.name}_pad", {"mode": "constant"}, inputs, [out]))
+
+
 def _sink_through_pad(graph: gs.Graph, transpose: gs.Node, perm: list[int]) -> bool:
-    pad = producer_op(transpose.inputs[0], "Pad")
-    if pad is None or pad.attrs.get("mode", "constant") != "constant" or is_binarized(pad.inputs[0]) is None:
+    padded = binarized_pad(transpose.inputs[0])
+    if padded is None or padded[1].size != 2 * len(perm):
         return False
-    pads = constant(pad.inputs[1])
-    has_axes = len(pad.inputs) > 3 and pad.inputs[3].name != ""
-    if pads is None or has_axes or pads.size != 2 * len(perm):
-        return False
+    pad, pads = padded
     rank = len(perm)
-    new_pads = np.array([pads[p] for p in perm] + [pads[rank + p] for p in perm], dtype=np.int64)
-    moved = _transposed(graph, pad.inputs[0], perm, transpose.name)
-    out = transpose.outputs[0]
-    detach(transpose)
-    inputs = [moved, gs.Constant(f"{transpose.name}_pads", new_pads)] + list(pad.inputs[2:3])
-    graph.nodes.append(gs.Node("Pad", f"{transpose.name}_pad", {"mode": "constant"}, inputs, [out]))
+    new_pads = np.array([pads[p] for p in perm] + [pads[rank + p] for p in perm])
+    _repadded(graph, transpose, _transposed(graph, pad.inputs[0], perm, transpose.name), pad, new_pads)
     return True
 
 
 def _sink_unsqueeze_through_pad(graph: gs.Graph, unsqueeze: gs.Node) -> bool:
     """Unsqueeze(Pad(bin(x), pads, value), axes) -> Pad(Unsqueeze(bin(x), axes), pads with 0 at each new axis,
     value): a Conv1D's +1 padding before tf2onnx's ExpandDims."""
-    pad = producer_op(unsqueeze.inputs[0], "Pad")
-    if pad is None or pad.attrs.get("mode", "constant") != "constant" or is_binarized(pad.inputs[0]) is None:
-        return False
-    pads = constant(pad.inputs[1])
+    padded = binarized_pad(unsqueeze.inputs[0])
     axes = constant(unsqueeze.inputs[1]) if len(unsqueeze.inputs) > 1 else unsqueeze.attrs.get("axes")
-    has_axes = len(pad.inputs) > 3 and pad.inputs[3].name != ""
-    if pads is None or axes is None or has_axes or pads.size % 2:
+    if padded is None or axes is None or padded[1].size % 2:
         return False
+    pad, pads = padded
     rank = pads.size // 2 + len(np.atleast_1d(axes))
     new_axes = {int(a) % rank for a in np.atleast_1d(axes)}
     begins, ends = iter(pads[:pads.size // 2]), iter(pads[pads.size // 2:])
-    new_pads = [0 if a in new_axes else int(next(begins)) for a in range(rank)] + \
-        [0 if a in new_axes else int(next(ends)) for a in range(rank)]
-    out, source = unsqueeze.outputs[0], pad.inputs[0]
+    new_pads = np.array([0 if a in new_axes else next(begins) for a in range(rank)] +
+                        [0 if a in new_axes else next(ends) for a in range(rank)])
+    source = pad.inputs[0]
     shape = None
     if source.shape is not None and len(source.shape) + len(new_axes) == rank:
         rest = iter(source.shape)
         shape = [1 if a in new_axes else next(rest) for a in range(rank)]
     moved = fresh_variable(graph, f"{unsqueeze.name}_unsqueezed", source.dtype, shape)
     graph.nodes.append(gs.Node("Unsqueeze", f"{unsqueeze.name}_unsqueeze", dict(unsqueeze.attrs),
-                               [pad.inputs[0], *unsqueeze.inputs[1:]], [moved]))
-    detach(unsqueeze)
-    inputs = [moved, gs.Constant(f"{unsqueeze.name}_pads", np.array(new_pads, np.int64))] + list(pad.inputs[2:3])
-    graph.nodes.append(gs.Node("Pad", f"{unsqueeze.name}_pad", {"mode": "constant"}, inputs, [out]))
+                               [source, *unsqueeze.inputs[1:]], [moved]))
+    _repadded(graph, unsqueeze, moved, pad, new_pads)
     return True
 
 

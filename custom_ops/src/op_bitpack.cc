@@ -49,7 +49,6 @@ class BitPack {
     const TensorIn x = ReadInput(ctx, 0);
     Check(x.shape.size() >= 2, "input must have rank >= 2 ([N, C, spatial...]), got shape ", ShapeStr(x.shape));
     CheckedProduct(x.shape, "input");
-    Check(x.shape[1] <= kMaxDim, "input shape ", ShapeStr(x.shape), " has more than ", kMaxDim, " channels");
     const Layout l{x.shape[0], x.shape[1],
                    CheckedProduct(std::vector<int64_t>(x.shape.begin() + 2, x.shape.end()), "input")};
     const int64_t words = WordsFor(l.channels);
