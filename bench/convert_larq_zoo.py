@@ -3,13 +3,15 @@ randomized) is saved as .keras, then `bnn2onnx convert --trust-lambda` (the mode
 layers are trusted) runs on it in a fresh process; its wall time and peak RSS (the process's own maximum resident
 set, from the OS), the sizes, the binary layers against the layers with binary input and kernel quantizers, and
 the verification verdict are printed. A model whose saved file Keras itself cannot reload (MeliusNet22: a Lambda
-closing over a function) is converted as a model object through the Python API instead, and the row says so.
+closing over a function) is converted from the function that builds it (`bnn2onnx convert
+bench/convert_larq_zoo.py:build_model --kwargs ...`), and the row says so.
 
     python bench/convert_larq_zoo.py [MODEL ...]      (default: every model larq_zoo builds)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -37,6 +39,7 @@ def binary_quantizer(quantizer: object) -> bool:
 
 
 def build_model(qualified: str):
+    """The model with weights=None and randomized batch-norm statistics (also the factory the CLI calls)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from keras_models import randomize_batch_norms  # first: it sets up legacy Keras for larq
 
@@ -64,18 +67,6 @@ def save_model(qualified: str, path: Path) -> None:
                                    getattr(layer, "depthwise_quantizer", None))), reloads)
 
 
-def convert_object(qualified: str, output: Path) -> None:
-    """The Python API on the model object, printing what `bnn2onnx convert` prints of the layers and verdict."""
-    import onnx
-
-    import bnn2onnx
-
-    result = bnn2onnx.convert_with_report(build_model(qualified))
-    if result.verification.passed:
-        onnx.save(result.model, output)
-    print(f"{len(result.binary_layers)} binary layers\nverification: {result.verification.summary()}")
-
-
 def timed(command: list[str], tmp: Path) -> tuple[float, float, str, str]:
     """(seconds, peak RSS in GiB of that process itself, stdout, stderr)."""
     start = time.perf_counter()
@@ -101,8 +92,9 @@ def main(names: list[str]) -> None:
                 path = ".keras file"
                 command = [str(cli), "convert", str(source), "-o", str(output), "--trust-lambda"]
             else:
-                path = "model object"
-                command = [sys.executable, __file__, "--convert-object", name, str(output)]
+                path = "factory"
+                command = [str(cli), "convert", f"{__file__}:build_model", "--kwargs", json.dumps({"qualified": name}),
+                           "-o", str(output)]
             seconds, peak_gib, stdout, stderr = timed(command, tmp)
             verdict = next((line for line in stdout.splitlines() if line.startswith("verification")),
                            stderr.strip().splitlines()[-1] if stderr.strip() else "")
@@ -117,7 +109,5 @@ def main(names: list[str]) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--save"]:
         save_model(sys.argv[2], Path(sys.argv[3]))
-    elif sys.argv[1:2] == ["--convert-object"]:
-        convert_object(sys.argv[2], Path(sys.argv[3]))
     else:
         main(sys.argv[1:] or zoo_models())

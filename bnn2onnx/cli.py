@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from bnn2onnx import __version__
 from bnn2onnx.errors import ConversionError, first_line
 from bnn2onnx.frontends.onnx_float import read_onnx
+from bnn2onnx.frontends.python_factory import parse_kwargs
 
 if TYPE_CHECKING:
     from bnn2onnx.converter import ConversionResult
@@ -111,9 +113,11 @@ def _print_conversion(result: ConversionResult, source: str) -> None:
     for kind, count in deviations.items():
         console.print(f"[yellow]note[/yellow] {count} binarizer(s) differ from the source at one value: {kind}")
     source_path = Path(source)
-    source_size = sum(f.stat().st_size for f in source_path.rglob("*") if f.is_file()) if source_path.is_dir() \
-        else source_path.stat().st_size
-    console.print(f"size: source {_mib(source_size)}, float ONNX {_mib(result.float_bytes)}, "
+    if source_path.is_dir():
+        source_size = f"source {_mib(sum(f.stat().st_size for f in source_path.rglob('*') if f.is_file()))}, "
+    else:
+        source_size = f"source {_mib(source_path.stat().st_size)}, " if source_path.is_file() else ""
+    console.print(f"size: {source_size}float ONNX {_mib(result.float_bytes)}, "
                   f"converted {_mib(result.converted_bytes)} "
                   f"({result.float_bytes / max(result.converted_bytes, 1):.1f}x smaller than float ONNX)")
     console.print(f"{len(result.binary_layers)} binary layers, {len(result.float_layers)} float layers")
@@ -129,7 +133,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     with _stage_display() as progress:
         result = convert_with_report(args.source, inputs=_load_inputs(args.inputs), samples=args.samples,
                                      seed=args.seed, verify_result=not args.no_verify,
-                                     trust_lambda=args.trust_lambda, progress=progress)
+                                     trust_lambda=args.trust_lambda, factory_kwargs=parse_kwargs(args.kwargs),
+                                     progress=progress)
     _print_conversion(result, args.source)
     if result.verification is not None:
         console.print(f"verification: {result.verification.summary()}")
@@ -146,7 +151,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     converted = read_onnx(Path(args.converted))
     with _stage_display() as progress:
-        source = load_source(args.source, progress, trust_lambda=args.trust_lambda)
+        source = load_source(args.source, progress, trust_lambda=args.trust_lambda,
+                             factory_kwargs=parse_kwargs(args.kwargs))
         inputs = _load_inputs(args.inputs)
         feeds = feeds_from_array(converted, inputs) if inputs is not None else \
             random_inputs(converted, args.samples, args.seed)
@@ -158,21 +164,35 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from bnn2onnx.inspect_model import layer_rows
+    from bnn2onnx.inspect_model import compact, layer_rows, output_text, shape_text, short_names
 
     path = Path(args.model)
-    rows = layer_rows(read_onnx(path))
-    table = Table(title=f"{path.name}")
-    for column in ("layer", "op", "output shape", "1-bit params", "32-bit params", "1-bit MACs", "32-bit MACs",
-                   "memory"):
-        table.add_column(column, justify="left" if column in ("layer", "op", "output shape") else "right")
-    for r in rows:
-        table.add_row(r.name, r.op, str(r.output_shape), f"{r.binary_params:,}", f"{r.float_params:,}",
-                      f"{r.binary_macs:,}", f"{r.float_macs:,}", f"{r.memory_bytes / 1024:.2f} KiB")
+    model = read_onnx(path)
+    for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
+        for value in values:
+            dims = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in
+                    value.type.tensor_type.shape.dim]
+            element = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+            console.print(f"{kind} {value.name}: {shape_text(dims, batch_first=False)} {element}")
+    rows = layer_rows(model)
+    count = (lambda n: f"{n:,}") if args.wide else compact
+    cells = [[name, r.op, output_text(r), count(r.binary_params), count(r.float_params), count(r.binary_macs),
+              count(r.float_macs), f"{r.memory_bytes / 1024:.1f} KiB"]
+             for name, r in zip([r.name for r in rows] if args.wide else short_names([r.name for r in rows]), rows)]
     totals = [sum(getattr(r, f) for r in rows) for f in ("binary_params", "float_params", "binary_macs",
                                                          "float_macs")]
-    table.add_row("total", "", "", *(f"{t:,}" for t in totals),
-                  f"{sum(r.memory_bytes for r in rows) / 1024:.2f} KiB", style="bold")
+    cells.append(["total", "", "", *(count(t) for t in totals), f"{sum(r.memory_bytes for r in rows) / 1024:.1f} KiB"])
+    # Without --wide: no borders, one space between columns, two-line headers, and no cell narrower than its
+    # longest value, so that at 80 columns no name or number is cut.
+    table = Table(title=path.name, box=box.SQUARE if args.wide else None, collapse_padding=True, pad_edge=False,
+                  header_style="bold", caption="output: shape without the batch; b: ±1 values packed 32 per int32")
+    headers = ("layer", "op", "output", "1-bit params", "32-bit params", "1-bit MACs", "32-bit MACs", "memory")
+    for index, header in enumerate(headers):
+        table.add_column(header if args.wide else header.replace(" ", "\n"), justify="left" if index < 3 else "right", no_wrap=args.wide,
+                         min_width=max(len(row[index]) for row in cells))
+    for row in cells[:-1]:
+        table.add_row(*row)
+    table.add_row(*cells[-1], style="bold")
     console.print(table)
     return 0
 
@@ -215,7 +235,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 SOURCE_HELP = ("the source model: a Keras/Larq .h5, .keras or SavedModel directory, a torch.export program (.pt2), "
-               "or a float or QONNX .onnx")
+               "a float or QONNX .onnx, or package.module:function / file.py:function that builds a Keras model or "
+               "returns (torch module, example input)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--trust-lambda", action="store_true",
                              help="let Keras run the Python code of the model's Lambda layers (only for a file you "
                                   "trust: Keras refuses it by default)")
+        command.add_argument("--kwargs", help="keyword arguments as JSON for a module:function source, "
+                                              "e.g. '{\"weights\": null}'")
     convert.add_argument("--no-verify", action="store_true", help="skip the comparison with the source")
     convert.set_defaults(run=cmd_convert)
     verify.set_defaults(run=cmd_verify)
@@ -249,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", parents=[common],
                                   help="per-layer parameters, MACs and memory of a converted model")
     inspect.add_argument("model", help="a converted .onnx")
+    inspect.add_argument("--wide", action="store_true", help="full layer names and exact counts (needs a wide "
+                         "terminal)")
     inspect.set_defaults(run=cmd_inspect)
 
     bench = commands.add_parser("bench", parents=[common],

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from bnn2onnx.errors import ConversionError
-from bnn2onnx.frontends import onnx_float, pytorch
+from bnn2onnx.frontends import onnx_float, python_factory, pytorch
 from bnn2onnx.ops import schema
 from bnn2onnx.passes import PipelineReport, optimize
 from bnn2onnx.passes.evaluated_binarizers import ELEMENTWISE, LAYOUT_OPS
@@ -68,10 +68,14 @@ class Source:
 
 
 def load_source(source: Any, progress: Progress, example_input: Any = None, exporter: str = "dynamo",
-                trust_lambda: bool = False) -> Source:
+                trust_lambda: bool = False, factory_kwargs: dict[str, Any] | None = None) -> Source:
     """A float or QONNX .onnx file, a torch.nn.Module (with `example_input`) or saved torch.export program (.pt2),
-    a Keras/Larq file or directory (`trust_lambda`: run the code of its Lambda layers), or a tf.keras Model
-    object."""
+    a Keras/Larq file or directory (`trust_lambda`: run the code of its Lambda layers), a tf.keras Model
+    object, or a `module:function` / `file.py:function` that builds one of those models (with `factory_kwargs`)."""
+    if python_factory.is_factory(source):
+        progress(f"building the model with {source}")
+        model, built_input = python_factory.build(source, factory_kwargs or {})
+        return load_source(model, progress, built_input if built_input is not None else example_input, exporter)
     suffix = Path(source).suffix.lower() if isinstance(source, (str, Path)) else ""
     if suffix == ".onnx":
         progress("loading ONNX")
@@ -96,8 +100,9 @@ def load_source(source: Any, progress: Progress, example_input: Any = None, expo
     elif isinstance(source, keras.tensorflow_for_larq().keras.Model):
         model = source
     else:
-        raise ConversionError(f"unsupported source {type(source).__name__}: give a Keras or PyTorch model, or a "
-                              "model file (.h5, .keras, SavedModel directory, .pt2, .onnx)")
+        raise ConversionError(f"unsupported source {type(source).__name__}: give a Keras or PyTorch model, a "
+                              "model file (.h5, .keras, SavedModel directory, .pt2, .onnx), or a module:function "
+                              "that builds a model")
     progress("exporting float ONNX (tf2onnx)")
     # Quantizing kernels in place leaves the model computing exactly what it computed before (the quantizer
     # is idempotent on its own output), so it still serves as the reference for verification.
@@ -177,10 +182,11 @@ def check_model(model: onnx.ModelProto) -> None:
 
 def convert_with_report(source: Any, example_input: Any = None, *, inputs: np.ndarray | None = None,
                         samples: int = 16, seed: int = 0, verify_result: bool = True, exporter: str = "dynamo",
-                        trust_lambda: bool = False, progress: Progress = lambda stage: None) -> ConversionResult:
+                        trust_lambda: bool = False, factory_kwargs: dict[str, Any] | None = None,
+                        progress: Progress = lambda stage: None) -> ConversionResult:
     """Like `convert`, returning the model with what was converted, what stayed float and why, and the
     verification."""
-    loaded = load_source(source, progress, example_input, exporter, trust_lambda)
+    loaded = load_source(source, progress, example_input, exporter, trust_lambda, factory_kwargs)
     progress("optimising (binary layers, packing, thresholds)")
     model, report = optimize(loaded.float_model)
     check_model(model)
@@ -196,7 +202,7 @@ def convert_with_report(source: Any, example_input: Any = None, *, inputs: np.nd
 
 def convert(source: Any, example_input: Any = None, *, inputs: np.ndarray | None = None, samples: int = 16,
             seed: int = 0, verify_result: bool = True, exporter: str = "dynamo",
-            trust_lambda: bool = False) -> onnx.ModelProto:
+            trust_lambda: bool = False, factory_kwargs: dict[str, Any] | None = None) -> onnx.ModelProto:
     """Converts a model to ONNX with bnn2onnx binary ops. `source`: a Keras/Larq model (object, or .h5/.keras/
     SavedModel path), a torch.nn.Module with `example_input` (a tensor, or tuple of tensors, of its input shape;
     exported by torch.onnx's `exporter`, "dynamo" or "legacy", with a free batch), a torch.export program (.pt2
@@ -207,7 +213,8 @@ def convert(source: Any, example_input: Any = None, *, inputs: np.ndarray | None
     inputs); a disagreement that sign ties at 0 do not explain raises ConversionError.
     """
     result = convert_with_report(source, example_input, inputs=inputs, samples=samples, seed=seed,
-                                 verify_result=verify_result, exporter=exporter, trust_lambda=trust_lambda)
+                                 verify_result=verify_result, exporter=exporter, trust_lambda=trust_lambda,
+                                 factory_kwargs=factory_kwargs)
     for message in result.unrecognised_binarizers:
         warnings.warn(f"layer {message}", UnrecognisedBinarizerWarning, stacklevel=2)
     if result.verification is not None and not result.verification.passed:

@@ -29,6 +29,7 @@ class LayerRow:
     float_params: int = 0
     binary_macs: int = 0
     float_macs: int = 0
+    packed_channels: int = 0  # a binary layer with packed output: its channels (the shape counts 32-bit words)
 
     @property
     def memory_bytes(self) -> float:
@@ -44,6 +45,42 @@ def _parameter_inputs(node: onnx.NodeProto, initializers: dict[str, np.ndarray])
             np.all(initializers[post[1]] == 0):
         names = [name for name in names if name not in post]
     return names
+
+
+def short_names(names: list[str]) -> list[str]:
+    """Layer names that fit a narrow table: the path components every name starts with (tf2onnx's model name) and
+    the last one (the framework op that computes the layer, e.g. `QuantConv2D`, `MatMul`) left out."""
+    paths = [name.strip("/").split("/") for name in names]
+    common = 0
+    while len(paths) > 1 and all(len(p) > common + 1 and p[common] == paths[0][common] for p in paths):
+        common += 1
+    return ["/".join(p[common:-1] if len(p) - common > 1 else p[common:]) for p in paths]
+
+
+def compact(count: int) -> str:
+    """A count in at most 5 characters: 950, 13.8k, 1.33M, 2.1G."""
+    units = ((10**3, "k"), (10**6, "M"), (10**9, "G"), (10**12, "T"))
+    text = str(count)
+    for limit, suffix in units:
+        if count >= limit or float(text) >= 1000:  # also 999,999: 1000k reads as 1M
+            text = f"{count / limit:.3g}"
+            if float(text) < 1000:
+                return text + suffix
+    return text
+
+
+def shape_text(shape: list, batch_first: bool = True) -> str:
+    """`32×8×8` for [batch, 32, 8, 8]: every tensor of a converted model has the batch first."""
+    dims = shape[1:] if batch_first and shape else shape
+    return "×".join(str(d) for d in dims)
+
+
+def output_text(row: LayerRow) -> str:
+    """The output shape without the batch; a packed output ([N, OH, OW, words]) by its channels, marked `b`
+    (bits): `64×8×8b`."""
+    if row.packed_channels and len(row.output_shape) >= 2:
+        return shape_text([None, row.packed_channels, *row.output_shape[1:-1]]) + "b"
+    return shape_text(row.output_shape)
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, list]:
@@ -77,6 +114,7 @@ def layer_rows(model: onnx.ModelProto) -> list[LayerRow]:
             row.binary_params = int(np.prod(weights.shape[:-1])) * channels_in
             row.float_params = sum(initializers[name].size for name in _parameter_inputs(node, initializers))
             packed = bool(attrs.get("packed_output", 0))
+            row.packed_channels = weights.shape[0] if packed else 0
             pixels = _pixels(out_shape, packed) if node.op_type == schema.BINARY_CONV2D else 1
             row.binary_macs = row.binary_params * pixels
         else:

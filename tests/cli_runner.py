@@ -10,6 +10,6 @@ from pathlib import Path
 CLI = Path(sys.executable).parent / "bnn2onnx"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, columns: int = 200) -> subprocess.CompletedProcess:
     return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=600, check=False,
-                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+                          env={"COLUMNS": str(columns), "PATH": "/usr/bin:/bin"})

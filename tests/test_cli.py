@@ -71,6 +71,41 @@ def test_inspect_totals_match_larq_summary(converted) -> None:
     assert sum(r.float_params for r in rows) == profile.weight_count(bitwidth=32) - folded
 
 
+def test_inspect_fits_80_columns_without_cutting_a_name_or_a_number(converted) -> None:
+    """Every layer's name (its Keras layer), op and counts appear whole in an 80-column terminal; the model's
+    input keeps its Keras name and the batch dimension is called batch."""
+    from bnn2onnx.inspect_model import compact, layer_rows, short_names
+
+    out, _ = converted
+    result = run_cli("inspect", str(out), columns=80)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "input image: batch×8×8×1 float32" in lines and "output float_classifier: batch×10 float32" in lines
+    rows = layer_rows(onnx.load(out))
+    names = short_names([r.name for r in rows])
+    assert "binary_conv1" in names and "float_classifier" in names
+    body = iter(lines)
+    for name, row in zip(names, rows):
+        line = next(line for line in body if line.startswith(name + " "))
+        assert line.split()[:2] == [name, row.op], line
+        assert compact(row.binary_params) in line.split() and compact(row.binary_macs) in line.split(), line
+    wide = run_cli("inspect", str(out), "--wide")
+    assert all(r.name in wide.stdout and f"{r.binary_macs:,}" in wide.stdout for r in rows)
+
+
+def test_compact_counts_and_short_layer_names() -> None:
+    from bnn2onnx.inspect_model import compact, short_names
+
+    assert [compact(n) for n in (999, 1000, 13_824, 999_999, 1_327_104, 12_345_678_901)] == \
+        ["999", "1k", "13.8k", "1M", "1.33M", "12.3G"]
+    assert short_names(["net/conv1/QuantConv2D", "net/dense/MatMul", "net/dense/BiasAdd", "Transpose__9"]) == \
+        ["net/conv1", "net/dense", "net/dense", "Transpose__9"]
+    assert short_names(["net/conv1/QuantConv2D", "net/dense/MatMul"]) == ["conv1", "dense"]
+    assert short_names(["/features/features.3/Conv", "/classifier/classifier.0/Gemm"]) == \
+        ["features/features.3", "classifier/classifier.0"]
+
+
 def test_bench_json_gives_latencies_node_shares_and_the_binary_ops_share(converted) -> None:
     out, _ = converted
     result = run_cli("bench", str(out), "--runs", "20", "--json")
@@ -182,6 +217,35 @@ def test_lambda_model_converts_only_with_trust_lambda(tmp_path: Path) -> None:
     trusted = run_cli("convert", str(source), "-o", str(out), "--trust-lambda")
     assert trusted.returncode == 0, trusted.stdout + trusted.stderr
     assert "1 binary layers" in trusted.stdout and out.exists()
+
+
+@pytest.mark.parametrize("function, kwargs, binary", [
+    ("keras_models.py:function_binarizer", '{"seed": 3}', "2 binary layers"),
+    ("torch_models.py:vgg_with_example_input", '{"width": 8}', "7 binary layers"),
+])
+def test_a_model_built_by_a_python_function_converts(function: str, kwargs: str, binary: str,
+                                                      tmp_path: Path) -> None:
+    """`file.py:function` with --kwargs: for models that only exist as code (Keras cannot reload some of its own)."""
+    out = tmp_path / "built.onnx"
+    result = run_cli("convert", str(ROOT / "tests" / function), "--kwargs", kwargs, "-o", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert binary in result.stdout and "verification: agree" in result.stdout and out.exists()
+
+
+@pytest.mark.parametrize("source, kwargs, expected", [
+    ("tests/keras_models.py:no_such_function", None, "tests/keras_models.py has no no_such_function"),
+    ("no_such_package.models:build", None, "cannot import no_such_package.models: No module named"),
+    ("tests/keras_models.py:lambda_model", "[1]", "--kwargs must be a JSON object"),
+    ("tests/keras_models.py:lambda_model", '{"width": 3}', "lambda_model(**{'width': 3}) failed: TypeError"),
+])
+def test_a_bad_python_function_source_gives_one_line(source: str, kwargs: str | None, expected: str,
+                                                     tmp_path: Path) -> None:
+    out = tmp_path / "built.onnx"
+    result = subprocess.run([str(Path(sys.executable).parent / "bnn2onnx"), "convert", source, "-o", str(out),
+                             *(["--kwargs", kwargs] if kwargs else [])], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_version_and_debug_after_the_command() -> None:

@@ -248,3 +248,8 @@ class DataOverwriteNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+def vgg_with_example_input(width: int = 8, seed: int = 13) -> tuple[nn.Module, torch.Tensor]:
+    """A factory as `bnn2onnx convert file.py:function` calls it: the module and an example input."""
+    return trained_looking(VggBinaryNet(width=width), seed=seed), torch.randn(2, 3, 32, 32)

@@ -221,7 +221,17 @@ def keras_to_float_onnx(model: Any, owned: bool = False) -> onnx.ModelProto:
     del storage
     release_freed_memory()
     check_only_onnx_ops(proto, model.name)
+    name_batch_dimension(proto)
     return proto
+
+
+def name_batch_dimension(proto: onnx.ModelProto) -> None:
+    """tf2onnx names each free dimension of the inputs and outputs on its own (`unk__113`, `unk__114`); the first one
+    of every Keras input and output is the batch, so it is called that."""
+    for value in [*proto.graph.input, *proto.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
 
 
 def convolve_groups_without_xla(model: Any) -> list[Callable[[], None]]:
