@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +29,7 @@ from bnn2onnx import __version__
 from bnn2onnx.errors import ConversionError, first_line
 from bnn2onnx.frontends.onnx_float import read_onnx
 from bnn2onnx.frontends.python_factory import parse_kwargs
+from bnn2onnx.native_stderr import quiet_native_stderr
 
 if TYPE_CHECKING:
     from bnn2onnx.converter import ConversionResult
@@ -95,14 +96,18 @@ def write_atomically(model: onnx.ModelProto, path: Path) -> None:
 
 
 def _print_conversion(result: ConversionResult, source: str) -> None:
+    from bnn2onnx.inspect_model import short_names
+
+    layers = [*result.binary_layers, *result.float_layers]
+    names = short_names([layer.name for layer in layers])
     table = Table(title="Layers", show_lines=False)
-    table.add_column("layer", overflow="fold")
-    table.add_column("op")
+    # Names and ops whole (the note wraps): at 80 columns a cut name cannot be found in the model.
+    table.add_column("layer", no_wrap=True, min_width=max(map(len, names), default=5))
+    table.add_column("op", no_wrap=True)
     table.add_column("result", overflow="fold")
-    for layer in result.binary_layers:
-        table.add_row(layer.name, layer.op, f"[green]binary[/green], {layer.note}")
-    for layer in result.float_layers:
-        table.add_row(layer.name, layer.op, f"[yellow]float[/yellow]: {layer.note}")
+    for name, layer in zip(names, layers):
+        kind = "[green]binary[/green]," if layer in result.binary_layers else "[yellow]float[/yellow]:"
+        table.add_row(name, layer.op, f"{kind} {layer.note}")
     console.print(table)
     changes = ", ".join(f"{op} {change:+d}" for op, change in result.pipeline.op_changes().items())
     console.print(f"ops: {changes or 'no change'}")
@@ -289,29 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """TensorFlow's C++ runtime logs to file descriptor 2 (absl, oneDNN, CUDA probing) whatever Python asks;
-    without --debug that noise goes to a scratch file, so stderr carries only bnn2onnx's one-line error."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as scratch:
-        os.dup2(scratch.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         if args.debug:
             return args.run(args)
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             return args.run(args)
     except Exception as error:  # one line for the user; the traceback only with --debug
         if args.debug:

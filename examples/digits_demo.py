@@ -23,6 +23,7 @@ from train_digits_bnn import digits_split
 def main(out_dir: Path) -> None:
     source = ROOT / "models" / "digits_bnn.h5"
     converted = out_dir / "digits_bnn.onnx"
+    out_dir.mkdir(parents=True, exist_ok=True)
     cli = Path(sys.executable).parent / "bnn2onnx"  # the installed console script
     subprocess.run([str(cli), "convert", str(source), "-o", str(converted)], check=True)
 

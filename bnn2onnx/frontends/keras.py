@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 
 from bnn2onnx.errors import ConversionError, first_line
+from bnn2onnx.native_stderr import quiet_native_stderr
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 # tf2onnx 1.17 supports opsets up to 18.
@@ -40,11 +41,14 @@ def tensorflow_for_larq() -> ModuleType:
     if existing not in (None, "1", "true", "True"):
         raise ConversionError(f"TF_USE_LEGACY_KERAS={existing!r}: larq needs legacy Keras; unset it or set it to 1")
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Level 3 also hides TensorFlow's failed CUDA probe on machines without a GPU (an ERROR line); its real errors
+    # reach Python as exceptions. The import itself prints oneDNN and CUDA notes before any setting applies.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        import larq  # noqa: F401  (registers larq's layers, quantizers and constraints with Keras)
-        import tensorflow as tf
-        import tf_keras  # noqa: F401  (the legacy Keras that TF_USE_LEGACY_KERAS selects)
+        with quiet_native_stderr():
+            import larq  # noqa: F401  (registers larq's layers, quantizers and constraints with Keras)
+            import tensorflow as tf
+            import tf_keras  # noqa: F401  (the legacy Keras that TF_USE_LEGACY_KERAS selects)
     except ImportError as error:
         raise ConversionError(f"converting a Keras model needs the keras extra ({error.name or error} is missing): "
                               'pip install "bnn2onnx[keras]"') from error
