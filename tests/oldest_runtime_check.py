@@ -3,7 +3,7 @@ against the numpy reference, and a converted model's outputs saved for compariso
 
     python tests/oldest_runtime_check.py CASES_PER_OP MODEL.onnx INPUTS.npy OUTPUTS.npy
 
-Cases whose node skips optional inputs (an empty input name) are left out: onnxruntime 1.22 crashes creating a
+Cases whose node skips optional inputs (an empty input name) are left out: onnxruntime 1.22 and older crash creating a
 session for such a custom-op node, and the converter never writes one (fuse_residual_add.py). Prints one line per
 op with the count of cases that matched.
 """

@@ -4,8 +4,10 @@ types and shapes it declares to onnxruntime at graph resolution."""
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ def test_library_exports_only_register_custom_ops() -> None:
 # Pointers travel as integers (c_size_t): ctypes cannot return c_void_p from a callback cleanly.
 GET_API = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_uint32)
 GET_VERSION = ctypes.CFUNCTYPE(ctypes.c_size_t)
-OLD_VERSION = ctypes.create_string_buffer(b"1.20.1")
+OLD_VERSION = ctypes.create_string_buffer(b"1.16.3")
 
 
 class OrtApiBase(ctypes.Structure):
@@ -45,7 +47,7 @@ class OrtApiBase(ctypes.Structure):
 
 
 def test_older_runtime_gets_an_error_status_not_a_crash() -> None:
-    """RegisterCustomOps against an onnxruntime that only knows API versions < 21 (as 1.20 does): it must
+    """RegisterCustomOps against an onnxruntime that only knows API versions < 17 (as 1.16 does): it must
     return an error status naming the required version. The real runtime supplies the status functions."""
     capi = Path(onnxruntime.__file__).parent / "capi"
     runtime = ctypes.CDLL(str(next(capi.glob("libonnxruntime.so*"))))
@@ -54,7 +56,7 @@ def test_older_runtime_gets_an_error_status_not_a_crash() -> None:
 
     @GET_API
     def old_get_api(version: int) -> int:
-        return real.GetApi(version) if version <= 20 else 0
+        return real.GetApi(version) if version <= 16 else 0
 
     @GET_VERSION
     def old_version() -> int:
@@ -69,7 +71,7 @@ def test_older_runtime_gets_an_error_status_not_a_crash() -> None:
     api = ctypes.cast(real.GetApi(1), ctypes.POINTER(ctypes.c_void_p))
     get_error_message = ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_void_p)(api[2])  # OrtApi::GetErrorMessage
     message = get_error_message(status).decode()
-    assert "onnxruntime >= 1.21" in message and "1.20.1" in message, message
+    assert "onnxruntime >= 1.17" in message and "1.16.3" in message, message
 
 
 def test_declared_output_types_and_shapes_follow_batch_symbols() -> None:
@@ -107,3 +109,26 @@ def test_dense_output_type_follows_packed_output(packed_output: int, expected_ty
     out = session(model).get_outputs()[0]
     assert out.type == expected_type
     assert out.shape == ["n", 40 if not packed_output else 2]
+
+
+CONCRETE_TYPING_RUN = """
+import sys
+import numpy as np
+import bnn2onnx
+session = bnn2onnx.inference_session(sys.argv[1])
+np.save(sys.argv[3], session.run(None, {session.get_inputs()[0].name: np.load(sys.argv[2])})[0])
+"""
+
+
+def test_ops_registered_with_concrete_types_give_the_same_outputs(tmp_path: Path) -> None:
+    """BNN2ONNX_OP_TYPING=concrete: the per-type variants that runtimes before 1.22 get, here in the newest one, on
+    a converted model with float and packed outputs, float and packed inputs."""
+    model = bnn2onnx.convert(Path(__file__).resolve().parent.parent / "models" / "digits_bnn.h5", verify_result=False)
+    onnx.save(model, tmp_path / "digits.onnx")
+    x = np.random.default_rng(1).uniform(-1, 1, (32, 8, 8, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run([sys.executable, "-c", CONCRETE_TYPING_RUN, str(tmp_path / "digits.onnx"), str(tmp_path / "x.npy"),
+                    str(tmp_path / "y.npy")], check=True, timeout=300, cwd=tmp_path,
+                   env={**os.environ, "BNN2ONNX_OP_TYPING": "concrete"})
+    expected = session(model).run(None, {model.graph.input[0].name: x})[0]
+    assert np.array_equal(np.load(tmp_path / "y.npy"), expected)

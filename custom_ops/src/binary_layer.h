@@ -21,6 +21,31 @@ inline constexpr std::array<ONNXTensorElementDataType, 7> kBinaryLayerInputTypes
     ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
 inline constexpr size_t kBinaryLayerRequiredInputs = 4;
 
+// The op as onnxruntime is offered it (op_common.h, Typing). Concrete: x float or packed int32, times the output
+// mode: float (p, q and output 0 float) or packed (int32).
+template <class Kernel>
+OpList BinaryLayerOps(Typing typing) {
+  static CustomOp<Kernel> dynamic;
+  if (typing == Typing::kDynamic) return {&dynamic};
+  static auto variants = [] {
+    constexpr ONNXTensorElementDataType kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    constexpr ONNXTensorElementDataType kInt32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    std::vector<CustomOp<Kernel>> ops;
+    for (const auto x : {kFloat, kInt32}) {
+      for (const auto mode : {kFloat, kInt32}) {
+        auto inputs = Kernel::kInputTypes;
+        auto outputs = Kernel::kOutputTypes;
+        inputs[0] = x, inputs[2] = inputs[3] = mode, outputs[0] = mode;
+        ops.emplace_back(inputs, outputs);
+      }
+    }
+    return ops;
+  }();
+  OpList list;
+  for (auto& op : variants) list.push_back(&op);
+  return list;
+}
+
 // Points a GEMM's float store at element `at` of the output y (and of the residual, when given) with the
 // per-channel vectors from output channel o_begin on.
 inline void StoreFloatsAt(GemmOutput& out, const OutputParams& params, float* y, const float* residual, int64_t at,

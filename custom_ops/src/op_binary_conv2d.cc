@@ -739,9 +739,6 @@ class BinaryConv2D {
 
 }  // namespace
 
-const OrtCustomOp* BinaryConv2DOp() {
-  static const CustomOp<BinaryConv2D> op;
-  return &op;
-}
+OpList BinaryConv2DOps(Typing typing) { return BinaryLayerOps<BinaryConv2D>(typing); }
 
 }  // namespace bnn2onnx

@@ -145,9 +145,6 @@ class BinaryDense {
 
 }  // namespace
 
-const OrtCustomOp* BinaryDenseOp() {
-  static const CustomOp<BinaryDense> op;
-  return &op;
-}
+OpList BinaryDenseOps(Typing typing) { return BinaryLayerOps<BinaryDense>(typing); }
 
 }  // namespace bnn2onnx

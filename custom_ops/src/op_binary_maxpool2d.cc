@@ -106,8 +106,8 @@ class BinaryMaxPool2D {
 
 }  // namespace
 
-const OrtCustomOp* BinaryMaxPool2DOp() {
-  static const CustomOp<BinaryMaxPool2D> op;
+OrtCustomOp* BinaryMaxPool2DOp() {
+  static CustomOp<BinaryMaxPool2D> op;
   return &op;
 }
 

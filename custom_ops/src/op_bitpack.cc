@@ -118,13 +118,13 @@ class BitUnpack {
 
 }  // namespace
 
-const OrtCustomOp* BitPackOp() {
-  static const CustomOp<BitPack> op;
+OrtCustomOp* BitPackOp() {
+  static CustomOp<BitPack> op;
   return &op;
 }
 
-const OrtCustomOp* BitUnpackOp() {
-  static const CustomOp<BitUnpack> op;
+OrtCustomOp* BitUnpackOp() {
+  static CustomOp<BitUnpack> op;
   return &op;
 }
 

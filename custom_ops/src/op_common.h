@@ -24,7 +24,7 @@ namespace bnn2onnx {
 
 // The ops' domain and the oldest OrtApi version they need (onnxruntime 1.21).
 inline constexpr const char* kDomain = "bnn2onnx";
-inline constexpr uint32_t kMinOrtApiVersion = 21;
+inline constexpr uint32_t kMinOrtApiVersion = 17;
 
 // Bounds that keep every size computation far from overflow (docs/ops.md, "Size limits"): no input dimension,
 // channel count, kernel size, stride, dilation or pad exceeds kMaxDim, so a sum of a few of them or a product of
@@ -260,20 +260,25 @@ struct RequiredOutputs<Kernel, std::void_t<decltype(Kernel::kRequiredOutputs)>>
 
 template <class Kernel>
 struct CustomOp : Ort::CustomOpBase<CustomOp<Kernel>, KernelAdaptor<Kernel>, /*WithStatus=*/true> {
-  CustomOp() {
+  using InputTypes = std::remove_const_t<decltype(Kernel::kInputTypes)>;
+  using OutputTypes = std::remove_const_t<decltype(Kernel::kOutputTypes)>;
+
+  // The kernel's own declared types, or (TypedVariants) one concrete combination of them.
+  explicit CustomOp(const InputTypes& inputs = Kernel::kInputTypes, const OutputTypes& outputs = Kernel::kOutputTypes)
+      : input_types_(inputs), output_types_(outputs) {
     // CustomOpBase only wires InferOutputShapeFn for the C++ wrapper's context type; ours needs element types.
     this->InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* ctx) -> OrtStatusPtr {
       return Guard(Kernel::kName, [&] { Kernel::InferShape(ShapeInference(ctx)); });
     };
   }
   const char* GetName() const { return Kernel::kName; }
-  size_t GetInputTypeCount() const { return Kernel::kInputTypes.size(); }
-  ONNXTensorElementDataType GetInputType(size_t index) const { return Kernel::kInputTypes[index]; }
+  size_t GetInputTypeCount() const { return input_types_.size(); }
+  ONNXTensorElementDataType GetInputType(size_t index) const { return input_types_[index]; }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
     return index < RequiredInputs<Kernel>::value ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
   }
-  size_t GetOutputTypeCount() const { return Kernel::kOutputTypes.size(); }
-  ONNXTensorElementDataType GetOutputType(size_t index) const { return Kernel::kOutputTypes[index]; }
+  size_t GetOutputTypeCount() const { return output_types_.size(); }
+  ONNXTensorElementDataType GetOutputType(size_t index) const { return output_types_[index]; }
   OrtCustomOpInputOutputCharacteristic GetOutputCharacteristic(size_t index) const {
     return index < RequiredOutputs<Kernel>::value ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
   }
@@ -282,6 +287,17 @@ struct CustomOp : Ort::CustomOpBase<CustomOp<Kernel>, KernelAdaptor<Kernel>, /*W
     *kernel = nullptr;
     return Guard(Kernel::kName, [&] { *kernel = new KernelAdaptor<Kernel>(info); });
   }
+
+ private:
+  InputTypes input_types_;
+  OutputTypes output_types_;
 };
+
+// How an op is offered to onnxruntime. Dynamic: one OrtCustomOp whose inputs may be UNDEFINED (any type), checked
+// by the kernel with its own messages. Concrete: onnxruntime 1.21 and older accept at most one UNDEFINED input
+// when an output is UNDEFINED, so an op with several is offered as one OrtCustomOp per concrete type combination
+// (same name), and onnxruntime picks the one matching a node's types.
+enum class Typing { kDynamic, kConcrete };
+using OpList = std::vector<OrtCustomOp*>;
 
 }  // namespace bnn2onnx

@@ -1,14 +1,15 @@
 // One accessor per op; each op lives in its own op_*.cc file and registry.cc adds them all to the domain.
 #pragma once
 
-#include <onnxruntime_c_api.h>
+#include "op_common.h"
 
 namespace bnn2onnx {
 
-const OrtCustomOp* BitPackOp();
-const OrtCustomOp* BitUnpackOp();
-const OrtCustomOp* BinaryConv2DOp();
-const OrtCustomOp* BinaryDenseOp();
-const OrtCustomOp* BinaryMaxPool2DOp();
+OrtCustomOp* BitPackOp();
+OrtCustomOp* BitUnpackOp();
+// Several inputs of any type: offered as registry.cc's runtime needs (op_common.h, Typing).
+OpList BinaryConv2DOps(Typing typing);
+OpList BinaryDenseOps(Typing typing);
+OrtCustomOp* BinaryMaxPool2DOp();
 
 }  // namespace bnn2onnx
