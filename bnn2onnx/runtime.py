@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -10,6 +11,16 @@ import onnx
 import onnxruntime as ort
 
 LIBRARY_NAME = "libbnn2onnx_ops.so"
+
+
+def _installed_library() -> Path | None:
+    """The library of the installed distribution: Python run from a source checkout's root imports the checkout's
+    package, which has no compiled library, while `pip install .` put one beside the installed copy."""
+    try:
+        located = Path(str(importlib.metadata.distribution("bnn2onnx").locate_file(f"bnn2onnx/lib/{LIBRARY_NAME}")))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return located if located.is_file() else None
 
 
 def library_path() -> Path:
@@ -21,11 +32,14 @@ def library_path() -> Path:
             raise FileNotFoundError(f"BNN2ONNX_LIBRARY={override} is not a file")
         return Path(override)
     path = Path(__file__).resolve().parent / "lib" / LIBRARY_NAME
-    if not path.is_file():
+    if path.is_file():
+        return path
+    installed = _installed_library()
+    if installed is None:
         raise FileNotFoundError(
             f"bnn2onnx custom-op library not found at {path}; install the package with `pip install .` "
-            "(running from a source checkout without installing it has no compiled library)")
-    return path
+            "(a source checkout has no compiled library)")
+    return installed
 
 
 def session_options(intra_op_num_threads: int | None = None,

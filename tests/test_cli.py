@@ -255,7 +255,7 @@ def test_version_and_debug_after_the_command() -> None:
     assert failed.returncode != 0 and "Traceback" in failed.stderr and "ConversionError" in failed.stderr
 
 
-@pytest.mark.parametrize("module, source, extra", [("larq", str(DEMO), "keras")])
+@pytest.mark.parametrize("module, source, extra", [("larq", str(DEMO), "keras"), ("h5py", str(DEMO), "keras")])
 def test_a_missing_extra_is_named_with_its_pip_command(module: str, source: str, extra: str, tmp_path: Path) -> None:
     """The extra's package made unimportable (sys.modules[name] = None) in the CLI's own process."""
     script = (f"import sys; sys.modules[{module!r}] = None; from bnn2onnx.cli import main; "

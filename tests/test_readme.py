@@ -1,5 +1,6 @@
 """The README's quick start, run literally: its shell commands through the installed console script and its
-Python block, in a directory laid out like the repository's root."""
+Python block, in a directory laid out like the repository's root (whose bnn2onnx source package, first on
+sys.path there, has no compiled library: the installed one is found)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def quick_start() -> tuple[list[str], str]:
 def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "digits_bnn.h5").symlink_to(ROOT / "models" / "digits_bnn.h5")
+    (tmp_path / "bnn2onnx").symlink_to(ROOT / "bnn2onnx")
     commands, python = quick_start()
     assert [c.split()[1] for c in commands] == ["convert", "inspect", "bench"]
     for command in commands:

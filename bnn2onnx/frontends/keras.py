@@ -46,6 +46,7 @@ def tensorflow_for_larq() -> ModuleType:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         with quiet_native_stderr():
+            import h5py  # noqa: F401  (reads .h5 files)
             import larq  # noqa: F401  (registers larq's layers, quantizers and constraints with Keras)
             import tensorflow as tf
             import tf_keras  # noqa: F401  (the legacy Keras that TF_USE_LEGACY_KERAS selects)
@@ -135,9 +136,9 @@ def load_keras_model(path: str | Path, trust_lambda: bool = False) -> Any:
     if version := keras3_version(path):
         raise ConversionError(f"{path} was saved by Keras {version}; Larq models need Keras 2: load and save it "
                               "with tf_keras (pip install tf-keras; TF_USE_LEGACY_KERAS=1), or save as .h5")
+    tf = tensorflow_for_larq()  # first: it names the keras extra when a package of it is missing (h5py too)
     if not trust_lambda and h5_has_lambda_layers(path):
         raise lambda_needs_trust(path)
-    tf = tensorflow_for_larq()
     stand_ins: dict[str, Any] = {}
     while True:
         try:
