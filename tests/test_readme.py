@@ -19,7 +19,7 @@ def quick_start() -> tuple[list[str], str]:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     commands = [line.strip() for line in section.splitlines() if line.startswith("    bnn2onnx ")]
-    python = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    python = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     return commands, python
 
 
