@@ -1,5 +1,5 @@
 """Builds of the custom-op library that some tests need beside the installed one: a Release build whose object
-files can be inspected, and an AddressSanitizer + UBSan build. Each is configured and built once into
+files can be inspected, an AddressSanitizer + UBSan build, and cross builds for ARM. Each is configured and built once into
 build/<name> of the checkout (cmake and ninja from the environment's bin directory, where requirements/ci.txt
 puts them) and reused while its sources are unchanged (ninja decides)."""
 
@@ -35,10 +35,10 @@ def _tool(name: str) -> str:
     return str(local) if local.is_file() else name
 
 
-def build(name: str, cmake_defines: dict[str, str] | None = None) -> LibraryBuild:
+def build(name: str, cmake_defines: dict[str, str] | None = None, source: Path = ROOT / "custom_ops") -> LibraryBuild:
     directory = ROOT / "build" / name
     defines = {"CMAKE_BUILD_TYPE": "Release", "CMAKE_EXPORT_COMPILE_COMMANDS": "ON", **(cmake_defines or {})}
-    configure = [_tool("cmake"), "-S", str(ROOT / "custom_ops"), "-B", str(directory), "-G", "Ninja",
+    configure = [_tool("cmake"), "-S", str(source), "-B", str(directory), "-G", "Ninja",
                  f"-DCMAKE_MAKE_PROGRAM={_tool('ninja')}", *(f"-D{k}={v}" for k, v in defines.items())]
     subprocess.run(configure, check=True, capture_output=True, text=True)
     subprocess.run([_tool("cmake"), "--build", str(directory)], check=True, capture_output=True, text=True)
@@ -47,6 +47,23 @@ def build(name: str, cmake_defines: dict[str, str] | None = None) -> LibraryBuil
 
 def release_build() -> LibraryBuild:
     return build("release")
+
+
+def toolchain(triple: str) -> dict[str, str]:
+    """CMake settings for Debian's cross compiler for `triple` (aarch64-linux-gnu, arm-linux-gnueabihf)."""
+    return {"CMAKE_TOOLCHAIN_FILE": str(ROOT / "custom_ops" / "cmake" / "toolchains" / f"{triple}.cmake")}
+
+
+def cross_build(triple: str) -> LibraryBuild:
+    """The library for another architecture."""
+    return build(f"arm/lib-{triple}", toolchain(triple))
+
+
+def example_program(triple: str | None = None) -> Path:
+    """examples/cpp's run_model, for this machine or (cross-built) for `triple`."""
+    name = f"arm/run_model-{triple}" if triple else "run_model"
+    directory = build(name, toolchain(triple) if triple else None, ROOT / "examples" / "cpp").directory
+    return directory / "run_model"
 
 
 def sanitizer_build() -> LibraryBuild:

@@ -13,6 +13,20 @@ import onnxruntime as ort
 
 import bnn2onnx
 
+# onnxruntime 1.23 and older crash creating a session for a custom-op node that skips optional inputs (empty
+# names) before a later one (docs/ops.md); the converter never writes such a node.
+CRASHES_ON_SKIPPED_INPUTS = tuple(int(part) for part in ort.__version__.split(".")[:2]) < (1, 24)
+
+
+# Before onnxruntime 1.22 (or with BNN2ONNX_OP_TYPING=concrete) BinaryConv2D and BinaryDense are registered with
+# concrete types (docs/ops.md), so onnxruntime itself refuses a node whose types no variant has.
+CONCRETE_TYPING = (tuple(int(part) for part in ort.__version__.split(".")[:2]) < (1, 22) or
+                   os.environ.get("BNN2ONNX_OP_TYPING") == "concrete")
+
+
+def skips_inputs(model: onnx.ModelProto) -> bool:
+    return any(name == "" for node in model.graph.node for name in node.input)
+
 
 @contextmanager
 def kernel_choice(isa: str | None, implicit_gemm: bool = False) -> Iterator[None]:

@@ -35,7 +35,7 @@ def _fuse(graph: gs.Graph, node: gs.Node, result: PassResult) -> None:
                            f"shape {out.shape} (broadcasting stays a separate Add)")
         return
     if len(node.inputs) < RESIDUAL_INPUT:
-        # An identity post affine map rather than skipped inputs (empty names): onnxruntime 1.22 crashes creating
+        # An identity post affine map rather than skipped inputs (empty names): onnxruntime 1.17-1.23 crash creating
         # a session for a custom op whose optional inputs are skipped. y * 1 + 0 is y (a -0.0 becomes +0.0,
         # which no sign or sum tells apart).
         channels = node.inputs[2].shape[0] if node.inputs[2].shape else None

@@ -4,7 +4,8 @@
 // A is row-major (any stride); B is stored in panels of kPanelLanes columns, word-interleaved, so that a kernel
 // loads one word of 16 columns as one vector and xors it with one broadcast word of A: every vector lane is an
 // output, so there is no horizontal reduction and no padding of the reduction length. Kernels: portable, AVX2
-// (nibble-lookup popcount), AVX-512 (vpopcntd, or nibble lookup without it), chosen per kernel by SelectIsa.
+// (nibble-lookup popcount), AVX-512 (vpopcntd, or nibble lookup without it), NEON (vcnt), chosen per kernel by
+// SelectIsa.
 #pragma once
 
 #include <cstdint>
@@ -128,6 +129,10 @@ void BinaryGemmAvx512(const Word* a, int64_t a_stride, int64_t a_step, int64_t m
                       int64_t words, const GemmOutput& out);
 void BinaryGemmAvx512Bw(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
                         int64_t words, const GemmOutput& out);
+#endif
+#if defined(BNN2ONNX_HAVE_NEON_KERNELS)
+void BinaryGemmNeon(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
+                    int64_t words, const GemmOutput& out);
 #endif
 
 // Builds one panel of receptive fields straight from an image (BinaryConv2D's float output): word

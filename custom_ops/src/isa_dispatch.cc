@@ -1,11 +1,28 @@
 // Which kernel each instruction set uses (isa.h).
 #include <cstdlib>
 #include <cstring>
+#if defined(BNN2ONNX_HAVE_NEON_KERNELS) && !defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 
 #include "bgemm.h"
 #include "bitpacking.h"
 
 namespace bnn2onnx {
+namespace {
+
+#if defined(BNN2ONNX_HAVE_NEON_KERNELS)
+bool CpuHasNeon() {
+#if defined(__aarch64__)
+  return true;  // Advanced SIMD is part of the aarch64 base architecture
+#else
+  constexpr unsigned long kHwcapNeon = 1ul << 12;  // HWCAP_NEON of 32-bit ARM Linux (asm/hwcap.h)
+  return (getauxval(AT_HWCAP) & kHwcapNeon) != 0;
+#endif
+}
+#endif
+
+}  // namespace
 
 Isa SelectIsa() {
   const char* cap = std::getenv("BNN2ONNX_ISA");
@@ -22,6 +39,9 @@ Isa SelectIsa() {
   }
   if (__builtin_cpu_supports("avx2")) return Isa::kAvx2;
 #endif
+#if defined(BNN2ONNX_HAVE_NEON_KERNELS)
+  if (CpuHasNeon()) return Isa::kNeon;
+#endif
   return Isa::kPortable;
 }
 
@@ -34,6 +54,10 @@ BinaryGemmFn BinaryGemmFor(Isa isa) {
       return BinaryGemmAvx512Bw;
     case Isa::kAvx2:
       return BinaryGemmAvx2;
+#endif
+#if defined(BNN2ONNX_HAVE_NEON_KERNELS)
+    case Isa::kNeon:
+      return BinaryGemmNeon;
 #endif
     default:
       return BinaryGemmPortable;
