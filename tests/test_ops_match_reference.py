@@ -58,12 +58,14 @@ def assert_same(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
 def test_op_matches_reference_and_reference_matches_float(op: str) -> None:
     rng = np.random.default_rng([SEED, zlib.crc32(op.encode())])
     covered: set[str] = set()
-    not_runnable = 0
-    for index in range(CASES_PER_OP):
+    ran = not_runnable = 0
+    while ran < CASES_PER_OP:
+        index = ran + not_runnable
         case = CASE_GENERATORS[op](rng)
         if CRASHES_ON_SKIPPED_INPUTS and skips_inputs(case.model):
             not_runnable += 1
             continue
+        ran += 1
         covered |= case.features
         where = f"{op} case {index} (BNN2ONNX_SEED={SEED}): {case.description}"
 
@@ -83,7 +85,7 @@ def test_op_matches_reference_and_reference_matches_float(op: str) -> None:
                 assert np.array_equal(expected, actual, equal_nan=True), f"output {index}, {what} vs 1 thread; " + where
     report_tiers()
     if not_runnable:
-        session_report.add(f"{op}: {not_runnable} of {CASES_PER_OP} cases skip optional inputs, which onnxruntime "
+        session_report.add(f"{op}: {not_runnable} further cases skip optional inputs, which onnxruntime "
                            f"{ort.__version__} crashes on: not run")
     if CASES_PER_OP >= 100:
         missing = REQUIRED_FEATURES[op] - covered

@@ -1,6 +1,6 @@
 // Runs a converted model with onnxruntime's C++ API, without Python: the bnn2onnx ops registered from their
-// library, one input read from a .npy file (float32, C order), every output printed (shape, argmax of each row, the
-// first values) and, when asked, the first output written to a .npy file.
+// library, one input read from a .npy file (float32, or int32 for a packed input; C order), every float output
+// printed (shape, argmax of each row, the first values) and, when asked, the first output written to a .npy file.
 //
 //   run_model ONNXRUNTIME_LIBRARY BNN2ONNX_LIBRARY MODEL.onnx INPUT.npy [OUTPUT.npy [THREADS]]
 //
@@ -27,10 +27,11 @@ constexpr uint32_t kApiVersion = 17;
 
 struct Array {
   std::vector<int64_t> shape;
-  std::vector<float> values;
+  bool int32 = false;  // else float32
+  std::vector<char> bytes;
 };
 
-// A .npy file holding a little-endian float32 array in C order (numpy.save's format, versions 1 to 3).
+// A .npy file holding a little-endian float32 or int32 array in C order (numpy.save's format, versions 1 to 3).
 Array ReadNpy(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) throw std::runtime_error(path + ": cannot open");
@@ -45,10 +46,12 @@ Array ReadNpy(const std::string& path) {
     start = 12;
   }
   const std::string header = bytes.substr(start, header_length);
-  if (header.find("'descr': '<f4'") == std::string::npos || header.find("'fortran_order': False") == std::string::npos) {
-    throw std::runtime_error(path + ": needs a float32 array in C order, header " + header);
-  }
   Array array;
+  array.int32 = header.find("'descr': '<i4'") != std::string::npos;
+  if ((!array.int32 && header.find("'descr': '<f4'") == std::string::npos) ||
+      header.find("'fortran_order': False") == std::string::npos) {
+    throw std::runtime_error(path + ": needs a float32 or int32 array in C order, header " + header);
+  }
   const size_t open = header.find('(', header.find("'shape'")), close = header.find(')', open);
   std::stringstream dims(header.substr(open + 1, close - open - 1));
   for (std::string dim; std::getline(dims, dim, ',');) {
@@ -57,9 +60,8 @@ Array ReadNpy(const std::string& path) {
   int64_t count = 1;
   for (const int64_t dim : array.shape) count *= dim;
   const size_t data = start + header_length;
-  if (bytes.size() - data != static_cast<size_t>(count) * sizeof(float)) throw std::runtime_error(path + ": truncated");
-  array.values.resize(static_cast<size_t>(count));
-  std::copy(bytes.data() + data, bytes.data() + bytes.size(), reinterpret_cast<char*>(array.values.data()));
+  if (bytes.size() - data != static_cast<size_t>(count) * 4) throw std::runtime_error(path + ": truncated");
+  array.bytes.assign(bytes.data() + data, bytes.data() + bytes.size());
   return array;
 }
 
@@ -108,8 +110,9 @@ int Run(int argc, char** argv) {
 
   Array input = ReadNpy(argv[4]);
   Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-  Ort::Value tensor = Ort::Value::CreateTensor<float>(memory, input.values.data(), input.values.size(),
-                                                      input.shape.data(), input.shape.size());
+  Ort::Value tensor = Ort::Value::CreateTensor(
+      memory, input.bytes.data(), input.bytes.size(), input.shape.data(), input.shape.size(),
+      input.int32 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
   Ort::AllocatorWithDefaultOptions allocator;
   const Ort::AllocatedStringPtr input_name = session.GetInputNameAllocated(0, allocator);
   std::vector<Ort::AllocatedStringPtr> output_names;
@@ -126,6 +129,10 @@ int Run(int argc, char** argv) {
   for (size_t o = 0; o < outputs.size(); ++o) {
     const auto info = outputs[o].GetTensorTypeAndShapeInfo();
     const std::vector<int64_t> shape = info.GetShape();
+    if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+      std::printf("output %s %s (not float)\n", names[o], ShapeText(shape).c_str());
+      continue;
+    }
     const float* values = outputs[o].GetTensorData<float>();
     const size_t count = info.GetElementCount();
     const size_t row = shape.empty() ? 1 : count / static_cast<size_t>(std::max<int64_t>(shape[0], 1));
