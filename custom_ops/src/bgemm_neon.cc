@@ -13,6 +13,7 @@
 #include <arm_neon.h>
 
 #include "gemm_store.h"
+#include "gemm_tiles.h"
 
 namespace bnn2onnx {
 namespace {
@@ -140,28 +141,14 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, co
   }
 }
 
-template <bool kWordOffsets>
-void Gemm(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n, int64_t words,
-          const GemmOutput& out) {
-  for (int64_t j = 0; j < n; j += kPanelLanes) {
-    const Word* panel = b.base + j / kPanelLanes * b.panel_stride;
-    const int64_t lanes = n - j < kPanelLanes ? n - j : kPanelLanes;
-    int64_t i = 0;
-    for (; i + kMaxRows <= m; i += kMaxRows) {
-      Tile<kMaxRows, kWordOffsets>(a + i * a_stride, a_stride, a_step, panel, b.word_offsets, words, out, i, j,
-                                   lanes);
-    }
-    for (; i < m; ++i) {
-      Tile<1, kWordOffsets>(a + i * a_stride, a_stride, a_step, panel, b.word_offsets, words, out, i, j, lanes);
-    }
-  }
-}
-
 }  // namespace
 
 void BinaryGemmNeon(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
                     int64_t words, const GemmOutput& out) {
-  ForBForm(b, [&](auto word_offsets) { Gemm<word_offsets.value>(a, a_stride, a_step, m, b, n, words, out); });
+  TiledGemm<kMaxRows>(a, a_stride, m, b, n, [&](auto rows, auto word_offsets, const Word* a_rows, const Word* panel,
+                                                int64_t i, int64_t j, int64_t lanes) {
+    Tile<rows.value, word_offsets.value>(a_rows, a_stride, a_step, panel, b.word_offsets, words, out, i, j, lanes);
+  });
 }
 
 }  // namespace bnn2onnx
