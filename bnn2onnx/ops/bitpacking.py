@@ -3,7 +3,7 @@
 32 channels per int32 word, channel c in word c // 32 at bit c % 32 (least significant bit first); bit 1 means
 -1 (the value was < 0), bit 0 means +1 (so 0 and -0.0 pack as +1, like larq's sign); tail bits are 0.
 The converter packs weights with these functions and the reference computes with them, so there is one
-definition of the format on the Python side (custom_ops/src/bit_convention.h is the C++ one).
+definition of the format on the Python side (custom_ops/src/kernels/bit_convention.h is the C++ one).
 """
 
 from __future__ import annotations

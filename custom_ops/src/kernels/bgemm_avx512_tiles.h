@@ -13,7 +13,7 @@
 
 #include <immintrin.h>
 
-#include "gemm_store.h"
+#include "kernels/gemm_store.h"
 
 namespace bnn2onnx {
 namespace {  // internal linkage: each including file keeps its own copy, built for its ISA

@@ -1,7 +1,7 @@
 // One accessor per op; each op lives in its own op_*.cc file and registry.cc adds them all to the domain.
 #pragma once
 
-#include "op_common.h"
+#include "ops/op_common.h"
 
 namespace bnn2onnx {
 

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "bit_convention.h"
-#include "op_common.h"
+#include "kernels/bit_convention.h"
+#include "ops/op_common.h"
 
 namespace bnn2onnx {
 

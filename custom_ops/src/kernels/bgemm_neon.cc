@@ -12,8 +12,8 @@
 // (gemm_store.h).
 #include <arm_neon.h>
 
-#include "gemm_store.h"
-#include "gemm_tiles.h"
+#include "kernels/gemm_store.h"
+#include "kernels/gemm_tiles.h"
 
 namespace bnn2onnx {
 namespace {

@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "bit_convention.h"
-#include "isa.h"
+#include "kernels/bit_convention.h"
+#include "kernels/isa.h"
 
 namespace bnn2onnx {
 

@@ -6,9 +6,9 @@
 #include <functional>
 #include <optional>
 
-#include "op_common.h"
-#include "output_stage.h"
-#include "bgemm.h"
+#include "ops/op_common.h"
+#include "ops/output_stage.h"
+#include "kernels/bgemm.h"
 
 namespace bnn2onnx {
 

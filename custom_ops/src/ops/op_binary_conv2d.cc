@@ -19,9 +19,9 @@
 #include <mutex>
 #include <optional>
 
-#include "binary_layer.h"
-#include "bitpacking.h"
-#include "ops.h"
+#include "ops/binary_layer.h"
+#include "kernels/bitpacking.h"
+#include "ops/ops.h"
 
 namespace bnn2onnx {
 namespace {

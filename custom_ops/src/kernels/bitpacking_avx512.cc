@@ -3,8 +3,8 @@
 // bgemm_avx2.cc).
 #include <immintrin.h>
 
-#include "bgemm.h"
-#include "bitpacking.h"
+#include "kernels/bgemm.h"
+#include "kernels/bitpacking.h"
 
 namespace bnn2onnx {
 namespace {

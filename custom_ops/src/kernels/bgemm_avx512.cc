@@ -1,5 +1,5 @@
 // Built with -mavx512f -mavx512vpopcntdq; called only when the CPU reports both (isa_dispatch.cc).
-#include "bgemm_avx512_tiles.h"
+#include "kernels/bgemm_avx512_tiles.h"
 
 namespace bnn2onnx {
 namespace {

@@ -1,4 +1,4 @@
-#include "output_stage.h"
+#include "ops/output_stage.h"
 
 #include <limits>
 #if defined(__SSE2__)

@@ -4,8 +4,8 @@
 
 #include <cstdint>
 
-#include "bit_convention.h"
-#include "isa.h"
+#include "kernels/bit_convention.h"
+#include "kernels/isa.h"
 
 namespace bnn2onnx {
 

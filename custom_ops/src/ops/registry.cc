@@ -5,8 +5,8 @@
 #include <cstring>
 #include <utility>
 
-#include "op_common.h"
-#include "ops.h"
+#include "ops/op_common.h"
+#include "ops/ops.h"
 
 namespace {
 

@@ -5,8 +5,8 @@
 #include <sys/auxv.h>
 #endif
 
-#include "bgemm.h"
-#include "bitpacking.h"
+#include "kernels/bgemm.h"
+#include "kernels/bitpacking.h"
 
 namespace bnn2onnx {
 namespace {

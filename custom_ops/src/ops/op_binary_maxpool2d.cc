@@ -2,9 +2,9 @@
 // when every value is -1, so with bit 1 = -1 the pooled word is the AND of the window's words.
 #include <algorithm>
 
-#include "bitpacking.h"
-#include "op_common.h"
-#include "ops.h"
+#include "kernels/bitpacking.h"
+#include "ops/op_common.h"
+#include "ops/ops.h"
 
 namespace bnn2onnx {
 namespace {

@@ -1,6 +1,6 @@
-#include "op_common.h"
+#include "ops/op_common.h"
 
-#include "bit_convention.h"
+#include "kernels/bit_convention.h"
 
 #include <atomic>
 #include <cstring>

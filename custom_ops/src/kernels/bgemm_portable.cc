@@ -1,4 +1,4 @@
-#include "gemm_store.h"
+#include "kernels/gemm_store.h"
 
 namespace bnn2onnx {
 namespace {

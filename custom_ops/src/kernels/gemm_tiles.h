@@ -4,7 +4,7 @@
 
 #include <type_traits>
 
-#include "bgemm.h"
+#include "kernels/bgemm.h"
 
 namespace bnn2onnx {
 namespace {

@@ -6,7 +6,7 @@
 // -mavx2 on a CPU without AVX (tests/test_kernel_isolation.py checks that no symbol is shared).
 #pragma once
 
-#include "bgemm.h"
+#include "kernels/bgemm.h"
 
 namespace bnn2onnx {
 namespace {

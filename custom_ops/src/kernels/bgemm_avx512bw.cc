@@ -1,6 +1,6 @@
 // Built with -mavx512f -mavx512bw; called only when the CPU reports both (isa_dispatch.cc): the AVX-512 GEMM for
 // CPUs without vpopcntd (Skylake-SP, Cascade Lake), which else would run the AVX2 one.
-#include "bgemm_avx512_tiles.h"
+#include "kernels/bgemm_avx512_tiles.h"
 
 namespace bnn2onnx {
 namespace {

@@ -1,4 +1,4 @@
-#include "bitpacking.h"
+#include "kernels/bitpacking.h"
 
 #include <algorithm>
 

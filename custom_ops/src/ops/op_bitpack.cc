@@ -1,9 +1,9 @@
 // BitPack and BitUnpack (docs/ops.md): float [N, C, spatial...] <-> packed int32 [N, spatial..., ceil(C/32)].
 #include <algorithm>
 
-#include "bitpacking.h"
-#include "op_common.h"
-#include "ops.h"
+#include "kernels/bitpacking.h"
+#include "ops/op_common.h"
+#include "ops/ops.h"
 
 namespace bnn2onnx {
 namespace {

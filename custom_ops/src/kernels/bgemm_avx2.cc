@@ -8,8 +8,8 @@
 // in this kernel, at 3 and at 4 rows.)
 #include <immintrin.h>
 
-#include "gemm_store.h"
-#include "gemm_tiles.h"
+#include "kernels/gemm_store.h"
+#include "kernels/gemm_tiles.h"
 
 namespace bnn2onnx {
 namespace {
