@@ -3,12 +3,13 @@
 Outputs agree when max |converted - source| <= 1e-3 * max |source| and every argmax matches. When they do not,
 the float ONNX (the frontend's output, which computes what the source computes) and the converted model are run
 side by side on every tensor they share, which finds the first layer that diverges, and every binarizer is
-checked for sign flips against the source's own values where the source can give them. Binarizers are examined
-in graph order: at the first one whose signs differ, every flip must be a *tie*, a value the source computes
-within float32 rounding of 0 (|x| <= 1e-5 of the tensor's largest value, about 80 float32 steps of it; never
-widened by the difference measured between the two models, which a wrong conversion makes large): there the
-source's own sign is rounding noise that no exact converter can reproduce, and everything after follows from
-it. Any other flip is a disagreement.
+checked for sign flips against the source's own values where the source can give them (else against the float
+ONNX's). Each input on which the outputs differ is proven on its own: at the first binarizer (in graph order)
+whose signs differ on that input, every flip must be a *tie*, a value the source computes within float32
+rounding of 0 (|x| <= 1e-5 of the tensor's largest value, about 80 float32 steps of it; never widened by the
+difference measured between the two models, which a wrong conversion makes large): there the source's own sign
+is rounding noise that no exact converter can reproduce, and everything after on that input follows from it.
+Any other flip, or a differing input with no flip, is a disagreement.
 
 When no binarizer flips and the converted model computes what the float ONNX computes on every input, the
 source may still differ from its own float ONNX (the conversion changed nothing there). Each such input must be
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 
 from bnn2onnx.ops import schema
 from bnn2onnx.ops.reference import bit_unpack
@@ -48,7 +50,7 @@ class Divergence:
 
 @dataclass
 class FirstFlip:
-    """The first binarizer (in graph order) whose signs differ between source and converted model."""
+    """The first binarizer (in graph order) whose signs differ between source and converted model, on any input."""
     tensor: str
     ties: int  # flips where the source value is within its own rounding noise of 0
     others: int  # flips of clearly non-zero values: a real disagreement
@@ -69,6 +71,9 @@ class Verification:
     # ONNX on every input (None: it does not, or this was not examined), and how many of them are proven ties
     export_differences: int | None = None
     export_ties: int = 0
+    # Inputs whose outputs differ, and how many of them are proven: their own first flipped binarizer flips only ties
+    differing_inputs: int = 0
+    tie_inputs: int = 0
 
     @property
     def outputs_agree(self) -> bool:
@@ -84,7 +89,8 @@ class Verification:
     @property
     def explained_by_ties(self) -> bool:
         return not self.outputs_agree and self.hidden_binarizers == 0 and (
-            (self.first_flip is not None and self.first_flip.others == 0) or self.explained_by_export_ties)
+            (self.first_flip is not None and self.tie_inputs == self.differing_inputs) or
+            self.explained_by_export_ties)
 
     @property
     def passed(self) -> bool:
@@ -110,10 +116,11 @@ class Verification:
                     f"{self.samples} inputs, {self.export_ties} of them proven sign ties; the others are an export "
                     f"problem, not a tie: {head}")
         if self.explained_by_ties:
-            return (f"differ only through sign ties: {flip.ties} value(s) of {flip.tensor!r} that the source computes "
-                    f"within float32 rounding of 0 binarize differently ({self.later_flips} later sign(s) follow "
-                    f"from them): {head}{divergence}")
-        why = f"; first sign flips at {flip.tensor!r}: {flip.others} clearly non-zero, {flip.ties} ties" if flip \
+            return (f"differ only through sign ties: on each of the {self.differing_inputs} differing input(s) the "
+                    f"first binarizer whose signs flip flips only values the source computes within float32 rounding "
+                    f"of 0 (first at {flip.tensor!r}; {self.later_flips} later sign(s) follow): {head}{divergence}")
+        why = (f"; first sign flips at {flip.tensor!r}: {flip.others} clearly non-zero, {flip.ties} ties; "
+               f"{self.tie_inputs} of {self.differing_inputs} differing inputs proven ties") if flip \
             else "; no binarizer flips a sign"
         hidden = f"; {self.hidden_binarizers} binarizer(s) not observable" if self.hidden_binarizers else ""
         return f"DISAGREE: {head}{divergence}{why}{hidden}"
@@ -154,13 +161,19 @@ def zero_sign_tensors(report: PipelineReport) -> list[str]:
 
 
 def _run_exposing(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's outputs and the tensors `names`, computed by exactly the model's ops: onnxruntime's graph
+    optimizations off. They fuse and re-lay-out float ops (rounding differently) depending on which tensors are
+    outputs, so an optimized run with some tensors exposed computes other values than one without: a sign tie
+    could flip in one and not the other, and the output compared would not be the one explained."""
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
     known = {o.name for o in exposed.graph.output}
     for name in names:
         if name not in known:
             exposed.graph.output.append(onnx.ValueInfoProto(name=name))
-    session = inference_session(exposed)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = inference_session(exposed, options=options)
     outputs = [o.name for o in session.get_outputs()]
     return dict(zip(outputs, run_batched(session, feeds)))
 
@@ -181,8 +194,7 @@ def verify(source_outputs: np.ndarray, float_model: onnx.ModelProto, converted: 
     not given; their exact zeros, where the binary layers differ by definition, are counted. `source_predict`
     (the source's first output for feeds) proves ties on inputs where the source differs from its float ONNX and
     cannot give its own values."""
-    converted_session = inference_session(converted)
-    output = run_batched(converted_session, feeds)[0]
+    output = _run_exposing(converted, [], feeds)[converted.graph.output[0].name]
     result = Verification(*compare_outputs(source_outputs, output), samples=len(source_outputs))
     reference = None
     if zero_sign_inputs is None:
@@ -214,29 +226,32 @@ def verify(source_outputs: np.ndarray, float_model: onnx.ModelProto, converted: 
             result.first_divergence = Divergence(name, diff, scale)
             break
     from_source = source_values(feeds, [x for x, _ in binarizers]) if source_values else {}
+    observed = []  # (flips, ties) per observable binarizer, in graph order
     for x_name, packed_name in binarizers:
         x = reference_values[x_name]
         if x_name in from_source and from_source[x_name].shape == x.shape:
             x = from_source[x_name]
-        if packed_name in converted_values:  # the converted layer packs its output: compare bits
-            channels = x.shape[1]
-            flips = bit_unpack(reference_values[packed_name], channels=channels) != \
-                bit_unpack(converted_values[packed_name], channels=channels)
+        if packed_name in converted_values:  # the converted layer packs its output: compare its bits' signs
+            flips = (x < 0) != (bit_unpack(converted_values[packed_name], channels=x.shape[1]) < 0)
         elif x_name in converted_values:  # the converted model binarizes this float tensor itself
             flips = (x < 0) != (converted_values[x_name] < 0)
         else:
             result.hidden_binarizers += 1
             continue
+        ties = flips & near_zero(x)
+        observed.append((flips, ties))
         count = int(np.sum(flips))
         if not count:
             continue
         if result.first_flip is not None:
             result.later_flips += count
             continue
-        ties = int(np.sum(flips & near_zero(x)))
-        result.first_flip = FirstFlip(x_name, ties, count - ties)
+        result.first_flip = FirstFlip(x_name, int(np.sum(ties)), count - int(np.sum(ties)))
+    differing = differing_input_indices(source_outputs, output, OUTPUT_TOLERANCE)
+    result.differing_inputs = len(differing)
+    result.tie_inputs = sum(first_flips_are_ties(observed, i) for i in differing)
     if result.first_flip is None and not result.hidden_binarizers:
-        exported = run_batched(inference_session(float_model), feeds)[0]
+        exported = _run_exposing(float_model, [], feeds)[float_model.graph.output[0].name]
         diff, scale, agreement = compare_outputs(exported, output)
         if diff <= OUTPUT_TOLERANCE * max(scale, 1e-12) and agreement == 1.0:
             differing = differing_input_indices(source_outputs, exported, OUTPUT_TOLERANCE)
@@ -248,6 +263,15 @@ def verify(source_outputs: np.ndarray, float_model: onnx.ModelProto, converted: 
                 (source_predict is not None and unstable_source(source_predict, feeds, i))
                 for i in differing)
     return result
+
+
+def first_flips_are_ties(observed: list[tuple[np.ndarray, np.ndarray]], i: int) -> bool:
+    """Whether, on input i, the first binarizer (of (flips, ties) masks in graph order) whose signs flip flips
+    only ties; False when none flips."""
+    for flips, ties in observed:
+        if np.any(flips[i]):
+            return bool(np.array_equal(flips[i], ties[i]))
+    return False
 
 
 def near_zero(x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from cli_runner import run_cli
 from onnx import TensorProto, helper, numpy_helper
-from ort_helpers import run
+from ort_helpers import run, session
 
 import bnn2onnx
 from bnn2onnx.converter import UnrecognisedBinarizerWarning
@@ -338,3 +338,36 @@ def test_verification_accepts_only_proven_export_ties() -> None:
     result = verify(one_input_off, source, converted, feeds, zero_sign_inputs=[], source_predict=source_predict)
     assert (result.export_differences, result.export_ties) == (1, 0) and not result.passed
     assert "the converter changed nothing" in result.summary() and "0 of them proven" in result.summary()
+
+def test_verification_proves_each_differing_input_at_its_own_first_flip() -> None:
+    """Input 0 differs through a tie at the first binarizer; input 1 through a clear flip at the second one. The
+    first binarizer with any flip holds only ties, but that proves nothing about input 1: verification fails.
+    With input 1's flip a tie too, it passes."""
+    from bnn2onnx.verification import verify
+
+    w1 = RNG.choice([-1.0, 1.0], (8, 8, 3, 3)).astype(np.float32)
+    w2 = RNG.choice([-1.0, 1.0], (8, 8, 3, 3)).astype(np.float32)
+    nodes = (where_binarizer("x", "s1") + [helper.make_node("Conv", ["s1", "w1"], ["y1"], pads=[1, 1, 1, 1])] +
+             where_binarizer("y1", "s2") + [helper.make_node("Conv", ["s2", "w2"], ["y"], pads=[1, 1, 1, 1])])
+    source = model(nodes, {**SIGN_CONSTANTS, "w1": w1, "w2": w2}, ["n", 8, 5, 5])
+    converted, _ = optimize(source)
+    feeds = {"x": RNG.standard_normal((4, 8, 5, 5)).astype(np.float32) + 0.5}
+    exact = run(source, feeds, custom_ops=False)
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(source)
+    exposed.graph.output.append(helper.make_tensor_value_info("y1", TensorProto.FLOAT, None))
+    y1_values = session(exposed, custom_ops=False).run(["y1"], feeds)[0]
+
+    def source_values(second_is_tie: bool):
+        x, y = feeds["x"].copy(), y1_values.copy()
+        x[0, 0, 0, 0] = -1e-7 if x[0, 0, 0, 0] >= 0 else 1e-7  # the source rounds input 0 to the other sign
+        y[1, 0, 2, 2] = (-1e-9 if second_is_tie else -3.0) * np.sign(y[1, 0, 2, 2] or 1.0)
+        return lambda batch, names: {"x": x, "y1": y}
+
+    outputs = exact.copy()
+    outputs[:2] += 1.0  # the source's answers differ on inputs 0 and 1
+    failed = verify(outputs, source, converted, feeds, source_values(False), zero_sign_inputs=[])
+    assert not failed.passed and (failed.differing_inputs, failed.tie_inputs) == (2, 1), failed.summary()
+    assert failed.first_flip.tensor == "x" and failed.first_flip.others == 0, failed.summary()
+    passed = verify(outputs, source, converted, feeds, source_values(True), zero_sign_inputs=[])
+    assert passed.passed and (passed.differing_inputs, passed.tie_inputs) == (2, 2), passed.summary()
