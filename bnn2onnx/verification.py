@@ -232,13 +232,12 @@ def verify(source_outputs: np.ndarray, float_model: onnx.ModelProto, converted: 
         if x_name in from_source and from_source[x_name].shape == x.shape:
             x = from_source[x_name]
         if packed_name in converted_values:  # the converted layer packs its output: compare its bits' signs
-            flips = (x < 0) != (bit_unpack(converted_values[packed_name], channels=x.shape[1]) < 0)
+            flips, ties = sign_flips(x, bit_unpack(converted_values[packed_name], channels=x.shape[1]))
         elif x_name in converted_values:  # the converted model binarizes this float tensor itself
-            flips = (x < 0) != (converted_values[x_name] < 0)
+            flips, ties = sign_flips(x, converted_values[x_name])
         else:
             result.hidden_binarizers += 1
             continue
-        ties = flips & near_zero(x)
         observed.append((flips, ties))
         count = int(np.sum(flips))
         if not count:
@@ -256,13 +255,20 @@ def verify(source_outputs: np.ndarray, float_model: onnx.ModelProto, converted: 
         if diff <= OUTPUT_TOLERANCE * max(scale, 1e-12) and agreement == 1.0:
             differing = differing_input_indices(source_outputs, exported, OUTPUT_TOLERANCE)
             result.export_differences = len(differing)
-            sources = [(from_source[x], reference_values[x]) for x, _ in binarizers
-                       if x in from_source and from_source[x].shape == reference_values[x].shape]
+            # The source's own signs against the float ONNX's, at every binarizer whose values the source gives
+            exported_flips = [sign_flips(from_source[x], reference_values[x]) for x, _ in binarizers
+                              if x in from_source and from_source[x].shape == reference_values[x].shape]
             result.export_ties = sum(
-                tie_by_source_values(sources, i) or
+                first_flips_are_ties(exported_flips, i) or
                 (source_predict is not None and unstable_source(source_predict, feeds, i))
                 for i in differing)
     return result
+
+
+def sign_flips(source: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the signs of `other` differ from the source's values, and which of those are ties (near_zero)."""
+    flips = (source < 0) != (other < 0)
+    return flips, flips & near_zero(source)
 
 
 def first_flips_are_ties(observed: list[tuple[np.ndarray, np.ndarray]], i: int) -> bool:
@@ -277,16 +283,6 @@ def first_flips_are_ties(observed: list[tuple[np.ndarray, np.ndarray]], i: int) 
 def near_zero(x: np.ndarray) -> np.ndarray:
     """Values within float32 rounding of 0: at most TIE_TOLERANCE of the tensor's largest value."""
     return np.abs(x) <= TIE_TOLERANCE * (float(np.max(np.abs(x))) if x.size else 0.0)
-
-
-def tie_by_source_values(binarizer_inputs: list[tuple[np.ndarray, np.ndarray]], i: int) -> bool:
-    """Whether, on input i, the first binarizer whose signs differ between the source's own values and the float
-    ONNX's (pairs in graph order) flips only values the source computes within rounding of 0."""
-    for source, exported in binarizer_inputs:
-        flips = (source[i] < 0) != (exported[i] < 0)
-        if np.any(flips):
-            return bool(np.all(near_zero(source)[i][flips]))
-    return False
 
 
 PERTURBATIONS = 8
