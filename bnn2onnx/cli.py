@@ -98,15 +98,15 @@ def write_atomically(model: onnx.ModelProto, path: Path) -> None:
 def _print_conversion(result: ConversionResult, source: str) -> None:
     from bnn2onnx.inspect_model import short_names
 
-    layers = [*result.binary_layers, *result.float_layers]
-    names = short_names([layer.name for layer in layers])
+    layers = [("[green]binary[/green],", layer) for layer in result.binary_layers] + \
+        [("[yellow]float[/yellow]:", layer) for layer in result.float_layers]
+    names = short_names([layer.name for _, layer in layers])
     table = Table(title="Layers", show_lines=False)
     # Names and ops whole (the note wraps): at 80 columns a cut name cannot be found in the model.
     table.add_column("layer", no_wrap=True, min_width=max(map(len, names), default=5))
     table.add_column("op", no_wrap=True)
     table.add_column("result", overflow="fold")
-    for name, layer in zip(names, layers):
-        kind = "[green]binary[/green]," if layer in result.binary_layers else "[yellow]float[/yellow]:"
+    for name, (kind, layer) in zip(names, layers):
         table.add_row(name, layer.op, f"{kind} {layer.note}")
     console.print(table)
     changes = ", ".join(f"{op} {change:+d}" for op, change in result.pipeline.op_changes().items())
@@ -169,16 +169,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from bnn2onnx.inspect_model import compact, layer_rows, output_text, shape_text, short_names
+    from bnn2onnx.inspect_model import compact, layer_rows, output_text, shape_text, short_names, tensor_shapes
 
     path = Path(args.model)
     model = read_onnx(path)
+    shapes = tensor_shapes(model)
     for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
         for value in values:
-            dims = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in
-                    value.type.tensor_type.shape.dim]
             element = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
-            console.print(f"{kind} {value.name}: {shape_text(dims, batch_first=False)} {element}")
+            console.print(f"{kind} {value.name}: {shape_text(shapes[value.name], batch_first=False)} {element}")
     rows = layer_rows(model)
     count = (lambda n: f"{n:,}") if args.wide else compact
     cells = [[name, r.op, output_text(r), count(r.binary_params), count(r.float_params), count(r.binary_macs),
@@ -193,8 +192,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                   header_style="bold", caption="output: shape without the batch; b: ±1 values packed 32 per int32")
     headers = ("layer", "op", "output", "1-bit params", "32-bit params", "1-bit MACs", "32-bit MACs", "memory")
     for index, header in enumerate(headers):
-        table.add_column(header if args.wide else header.replace(" ", "\n"), justify="left" if index < 3 else "right", no_wrap=args.wide,
-                         min_width=max(len(row[index]) for row in cells))
+        table.add_column(header if args.wide else header.replace(" ", "\n"), justify="left" if index < 3 else "right",
+                         no_wrap=args.wide, min_width=max(len(row[index]) for row in cells))
     for row in cells[:-1]:
         table.add_row(*row)
     table.add_row(*cells[-1], style="bold")

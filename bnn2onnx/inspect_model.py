@@ -83,7 +83,8 @@ def output_text(row: LayerRow) -> str:
     return shape_text(row.output_shape)
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, list]:
+def tensor_shapes(model: onnx.ModelProto) -> dict[str, list]:
+    """Every input's, output's and inferred tensor's dims: ints, or the dimension's name ("?" when it has none)."""
     inferred = model.graph.value_info
     shapes = {}
     for value in [*model.graph.input, *model.graph.output, *inferred]:
@@ -99,7 +100,7 @@ def _pixels(shape: list, packed: bool) -> int:
 
 def layer_rows(model: onnx.ModelProto) -> list[LayerRow]:
     initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    shapes = _shapes(model)
+    shapes = tensor_shapes(model)
     rows = []
     for node in model.graph.node:
         consts = [initializers[name] for name in node.input if name in initializers]
