@@ -35,15 +35,13 @@ EXECUTED = re.compile(r"^Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/")
 
 
 def _command(model: Path, inputs: Path) -> list[str]:
-    sysroot = debian_sysroot.sysroot("arm64")
-    runtime = next((sysroot / "usr" / "lib" / "aarch64-linux-gnu").glob("libonnxruntime.so.1.*"))
-    return [str(example_program(TRIPLE)), str(runtime), str(cross_build(TRIPLE).library), str(model), str(inputs)]
+    return [str(example_program(TRIPLE)), str(debian_sysroot.onnxruntime_library("arm64")),
+            str(cross_build(TRIPLE).library), str(model), str(inputs)]
 
 
 def _qemu(*options: str) -> list[str]:
     # setarch -R: no address randomization, so that the library lands at the same guest address from run to run.
-    return ["setarch", "-R", str(debian_sysroot.qemu_user("arm64")), "-L", str(debian_sysroot.sysroot("arm64")),
-            *options]
+    return ["setarch", "-R", *debian_sysroot.emulator("arm64", *options)]
 
 
 def library_text(strace: str) -> tuple[int, int]:

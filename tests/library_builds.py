@@ -1,7 +1,7 @@
 """Builds of the custom-op library that some tests need beside the installed one: a Release build whose object
-files can be inspected, an AddressSanitizer + UBSan build, and cross builds for ARM. Each is configured and built once into
-build/<name> of the checkout (cmake and ninja from the environment's bin directory, where requirements/ci.txt
-puts them) and reused while its sources are unchanged (ninja decides)."""
+files can be inspected, an AddressSanitizer + UBSan build, cross builds for ARM, and the C++ example program.
+Each is configured and built once into build/<name> of the checkout (cmake and ninja from the environment's bin
+directory, where requirements/ci.txt puts them) and reused while its sources are unchanged (ninja decides)."""
 
 from __future__ import annotations
 

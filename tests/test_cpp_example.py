@@ -52,10 +52,8 @@ def test_example_program_on_this_machine(converted, tmp_path: Path) -> None:
 
 def test_example_program_cross_built_for_aarch64_under_qemu(converted, tmp_path: Path) -> None:
     model, inputs, expected = converted
-    sysroot = debian_sysroot.sysroot("arm64")
-    runtime = next((sysroot / "usr" / "lib" / "aarch64-linux-gnu").glob("libonnxruntime.so.1.*"))
-    printed = run_program([str(debian_sysroot.qemu_user("arm64")), "-L", str(sysroot)],
-                          example_program("aarch64-linux-gnu"), runtime, cross_build("aarch64-linux-gnu").library,
+    printed = run_program(debian_sysroot.emulator("arm64"), example_program("aarch64-linux-gnu"),
+                          debian_sysroot.onnxruntime_library("arm64"), cross_build("aarch64-linux-gnu").library,
                           model, inputs, tmp_path / "y.npy")
     assert "onnxruntime 1.21" in printed, printed
     assert np.array_equal(np.load(tmp_path / "y.npy"), expected)

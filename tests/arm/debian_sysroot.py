@@ -98,6 +98,16 @@ def qemu_user(arch: str) -> Path:
     return binary
 
 
+def emulator(arch: str, *options: str) -> list[str]:
+    """The command prefix that runs a program of `arch` under qemu-user in its sysroot."""
+    return [str(qemu_user(arch)), "-L", str(sysroot(arch)), *options]
+
+
+def onnxruntime_library(arch: str) -> Path:
+    """Debian's libonnxruntime in the sysroot (what a C++ program on the device loads)."""
+    return next((sysroot(arch) / "usr" / "lib").glob("*-linux-gnu*/libonnxruntime.so.1.*"))
+
+
 def sysroot(arch: str) -> Path:
     """build/arm/<arch>/sysroot, built when missing or when this file changed."""
     target = BUILD / arch / "sysroot"

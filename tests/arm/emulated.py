@@ -32,8 +32,8 @@ def command(arch: str, pytest_args: list[str]) -> tuple[list[str], dict[str, str
     if shutil.which(f"{triple}-g++") is None:
         raise RuntimeError(f"{triple}-g++ is missing: apt-get install {CROSS_PACKAGES} (./dev test installs them)")
     library = cross_build(triple).library
-    sysroot = debian_sysroot.sysroot(arch)
-    argv = [str(debian_sysroot.qemu_user(arch)), "-L", str(sysroot), str(sysroot / "usr" / "bin" / "python3.13"),
+    python = debian_sysroot.sysroot(arch) / "usr" / "bin" / "python3.13"
+    argv = [*debian_sysroot.emulator(arch), str(python),
             # Debian's protobuf and dateutil warn about Python 3.14 deprecations; nothing of ours.
             "-W", "ignore::DeprecationWarning", "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args]
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "BNN2ONNX_LIBRARY": str(library)}
