@@ -75,13 +75,7 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const uint32_t (&co
       const int32x4_t above = out.lane_bits ? vdupq_n_s32(out.above[i]) : vld1q_s32(out.above + j + 4 * q);
       run |= LaneMask(vorrq_u32(vcltq_s32(dots[q], below), vcgtq_s32(dots[q], above))) << (4 * q);
     }
-    if (out.lane_bits) {
-      out.lane_bits[j / kPanelLanes * out.stride + i] = static_cast<uint16_t>(run);
-    } else {
-      Word& word = out.words[i * out.stride + j / kWordBits];
-      const int64_t shift = j % kWordBits;  // 0 or kPanelLanes
-      word = (word & ~(Word{0xffff} << shift)) | (static_cast<Word>(run) << shift);
-    }
+    StoreBitsRun(out, i, j, static_cast<uint16_t>(run));
     return true;
   }
   const float32x4_t multiplier = vdupq_n_f32(out.multiplier[i]), bias = vdupq_n_f32(out.bias[i]);

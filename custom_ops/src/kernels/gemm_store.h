@@ -39,28 +39,31 @@ inline float StoreResult(const GemmOutput& out, int64_t i, int64_t column, int32
   return y;
 }
 
-// Results (i, j + l), l < count, from their popcounts: a run of at most kPanelLanes columns from a multiple of
-// kPanelLanes (the portable and AVX2 kernels; AVX-512 has its own 16-lane store). Packed bits are gathered for
-// the run and written as the 16-bit half of their word, whatever the byte order.
-inline void StoreRun(const GemmOutput& out, int64_t i, int64_t j, const int32_t* popcounts, int64_t count) {
+// Stores the packed results of row i for the 16 columns from j (a multiple of kPanelLanes), bit l for column j + l:
+// a panel's 16-bit mask (lane bits), or the 16-bit half of row i's word that holds those columns, whatever the
+// byte order.
+inline void StoreBitsRun(const GemmOutput& out, int64_t i, int64_t j, uint16_t run) {
   if (out.lane_bits) {
-    uint16_t run = 0;
-    for (int64_t l = 0; l < count; ++l) {
-      const int32_t dot = DotOf(out, i, j + l, popcounts[l]);
-      run |= static_cast<uint16_t>((dot < out.below[i] || dot > out.above[i]) << l);
-    }
     out.lane_bits[j / kPanelLanes * out.stride + i] = run;
     return;
   }
-  if (out.words) {
-    Word run = 0;
+  Word& word = out.words[i * out.stride + j / kWordBits];
+  const int64_t shift = j % kWordBits;  // 0 or kPanelLanes
+  word = (word & ~(Word{0xffff} << shift)) | (Word{run} << shift);
+}
+
+// Results (i, j + l), l < count, from their popcounts: a run of at most kPanelLanes columns from a multiple of
+// kPanelLanes (the portable, AVX2 and NEON kernels; AVX-512 has its own 16-lane store).
+inline void StoreRun(const GemmOutput& out, int64_t i, int64_t j, const int32_t* popcounts, int64_t count) {
+  if (out.lane_bits || out.words) {
+    // Thresholds per row (lane bits: pixels are the lanes) or per column (words: filters are the columns).
+    uint16_t run = 0;
     for (int64_t l = 0; l < count; ++l) {
       const int32_t dot = DotOf(out, i, j + l, popcounts[l]);
-      run |= static_cast<Word>(dot < out.below[j + l] || dot > out.above[j + l]) << l;
+      const int64_t t = out.lane_bits ? i : j + l;
+      run |= static_cast<uint16_t>((dot < out.below[t] || dot > out.above[t]) << l);
     }
-    Word& word = out.words[i * out.stride + j / kWordBits];
-    const int64_t shift = j % kWordBits;  // 0 or kPanelLanes
-    word = (word & ~(Word{0xffff} << shift)) | (run << shift);
+    StoreBitsRun(out, i, j, run);
     return;
   }
   const uint16_t valid = out.panel_valid ? out.panel_valid[j / kPanelLanes] : uint16_t{0xffff};
