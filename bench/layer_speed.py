@@ -118,6 +118,8 @@ def main() -> None:
     probe = load_probe()
     floor = probe is not None and args.threads == 1
     print(kernel_choice())
+    if probe:
+        print(probe.describe())
     print(f"{'layer':28s} {'float op':>11s} {'binary->float':>14s} {'ratio':>6s} {'binary->packed':>15s} "
           f"{'ratio':>6s}" + (f" {'floor':>9s} {'ratio':>6s}" if floor else "")
           + f"   ({args.threads} thread(s), medians of {args.rounds}x5 runs)")

@@ -164,6 +164,8 @@ def main() -> None:
         return
     probe = load_probe()
     print(kernel_choice())
+    if probe:
+        print(probe.describe())
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models:
             report(name, export_models(name, Path(folder)), args.rounds, probe)
