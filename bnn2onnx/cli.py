@@ -1,4 +1,4 @@
-"""bnn2onnx command line: convert, verify, inspect, bench.
+"""bnn2onnx command line: convert (one model, or many into a folder), verify, inspect, bench, serve, export-triton.
 
 Errors print one line (`bnn2onnx: error: ...`) and exit with status 2; --debug shows the traceback instead.
 `convert` writes its output only after every check passed, through a temporary file renamed into place, so a
@@ -130,23 +130,97 @@ def _print_conversion(result: ConversionResult, source: str) -> None:
         console.print(f"[bold yellow]warning[/bold yellow] layer {message}")
 
 
+def _is_bulk(args: argparse.Namespace) -> bool:
+    """Many models into a folder: several sources, a manifest, or an output that is a folder (an output ending in
+    .onnx is always a file)."""
+    folder = args.output.endswith("/") or (Path(args.output).is_dir() and not args.output.endswith(".onnx"))
+    return len(args.source) != 1 or args.manifest is not None or folder
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
+    if _is_bulk(args):
+        return _convert_many(args)
     from bnn2onnx.converter import convert_with_report
 
+    source = args.source[0]
     output = Path(args.output)
     check_writable(output)
     with _stage_display() as progress:
-        result = convert_with_report(args.source, inputs=_load_inputs(args.inputs), samples=args.samples,
+        result = convert_with_report(source, inputs=_load_inputs(args.inputs), samples=args.samples,
                                      seed=args.seed, verify_result=not args.no_verify,
                                      trust_lambda=args.trust_lambda, factory_kwargs=parse_kwargs(args.kwargs),
                                      progress=progress)
-    _print_conversion(result, args.source)
+    _print_conversion(result, source)
     if result.verification is not None:
         console.print(f"verification: {result.verification.summary()}")
         if not result.verification.passed:
             raise ConversionError(f"the converted model disagrees with the source; {output} not written")
     write_atomically(result.model, output)
     console.print(f"wrote {output}")
+    if args.report_json:
+        Path(args.report_json).write_text(json.dumps({
+            "binary_layers": len(result.binary_layers), "float_layers": len(result.float_layers),
+            "verification": result.verification.summary() if result.verification else "not verified"}))
+    return 0
+
+
+def _convert_many(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bnn2onnx import bulk_convert
+
+    sources = list(args.source) + (bulk_convert.read_manifest(Path(args.manifest)) if args.manifest else [])
+    if not sources:
+        raise ConversionError("no source to convert: name models, or a --manifest listing them")
+    items = bulk_convert.plan(sources, Path(args.output))
+    options = [*(["--no-verify"] if args.no_verify else []), *(["--trust-lambda"] if args.trust_lambda else []),
+               "--samples", str(args.samples), "--seed", str(args.seed),
+               *(["--inputs", args.inputs] if args.inputs else []), *(["--kwargs", args.kwargs] if args.kwargs else [])]
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("converting", total=len(items))
+
+        def finished(result: bulk_convert.BulkResult) -> None:
+            bar.console.print(f"{'[green]ok[/green]' if result.ok else '[red]failed[/red]'} {result.item.source}"
+                              f" ({result.seconds:.1f} s)")
+            bar.advance(task)
+
+        results = bulk_convert.convert_all(items, options, args.jobs, args.timeout, finished)
+    table = Table(title=f"{sum(r.ok for r in results)} of {len(results)} converted into {args.output}")
+    for column in ("source", "output", "result", "binary", "float", "time", "verification or error"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("binary", "float", "time") else "left")
+    for r in results:
+        table.add_row(r.item.source, r.item.output.name if r.ok else "-",
+                      "[green]ok[/green]" if r.ok else "[red]failed[/red]",
+                      str(r.binary_layers) if r.ok else "", str(r.float_layers) if r.ok else "", f"{r.seconds:.1f} s",
+                      r.message)
+    console.print(table)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from bnn2onnx.serving.ray_serve import ServeConfig, serve_model
+    except ImportError as error:
+        raise ConversionError(f'serving needs the serve extra ({first_line(error)}): pip install "bnn2onnx[serve]"') \
+            from error
+    model = Path(args.model)
+    read_onnx(model)  # a clear error for a missing or corrupt file, before Ray starts
+    config = ServeConfig(replicas=args.replicas, threads=args.threads, max_batch_size=args.max_batch_size,
+                         batch_wait_ms=args.batch_wait_ms, max_body_bytes=int(args.max_body_mb * 2**20))
+    console.print(f"serving {model} at http://{args.host}:{args.port}/ ({args.replicas} replica(s), "
+                  f"{args.threads} thread(s) each): POST JSON or .npy, GET /healthz; Ctrl-C stops")
+    serve_model(model, config, args.host, args.port, args.address)
+    return 0
+
+
+def cmd_export_triton(args: argparse.Namespace) -> int:
+    from bnn2onnx.serving.triton import export_triton
+
+    read_onnx(Path(args.model))
+    entry = export_triton(Path(args.model), Path(args.repository), args.name, args.max_batch_size, args.instances,
+                          args.repository_in_server)
+    console.print(f"wrote {entry}/ (config.pbtxt, 1/model.onnx, the library)")
     return 0
 
 
@@ -255,8 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser("convert", parents=[common], help="convert a Keras/Larq model (.h5, .keras, "
                                   "SavedModel dir), a torch.export program (.pt2), or a float or QONNX .onnx")
-    convert.add_argument("source", help=SOURCE_HELP)
-    convert.add_argument("-o", "--output", required=True, help="output .onnx path")
+    convert.add_argument("source", nargs="*", help=SOURCE_HELP + "; several sources convert into the folder -o "
+                         "names, each in its own process")
+    convert.add_argument("-o", "--output", required=True, help="output .onnx path, or a folder (ending in /) for "
+                         "several models, written as NAME.onnx")
+    convert.add_argument("--manifest", help="a file listing sources to convert into the -o folder, one per line")
+    convert.add_argument("--jobs", type=int, default=1, help="several models: conversions at once (default 1)")
+    convert.add_argument("--timeout", type=float, help="several models: seconds one conversion may take")
+    convert.add_argument("--report-json", help=argparse.SUPPRESS)  # a bulk conversion's child reports here
     verify = commands.add_parser("verify", parents=[common], help="compare a converted model with its source")
     verify.add_argument("source", help=SOURCE_HELP)
     verify.add_argument("converted", help="the converted .onnx")
@@ -290,6 +370,35 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--png", help="also draw the per-node shares as a bar chart (needs matplotlib: the plot extra)")
     bench.add_argument("--json", action="store_true", help="print the results as JSON (for scripts)")
     bench.set_defaults(run=cmd_bench)
+
+    serve = commands.add_parser("serve", parents=[common], help="serve a converted model over HTTP with Ray Serve "
+                                "(the serve extra)")
+    serve.add_argument("model", help="a converted .onnx")
+    serve.add_argument("--replicas", type=int, default=1, help="replicas of the model (default 1)")
+    serve.add_argument("--threads", type=int, default=1, help="onnxruntime threads per replica (default 1)")
+    serve.add_argument("--max-batch-size", type=int, default=16, help="requests joined into one run (default 16)")
+    serve.add_argument("--batch-wait-ms", type=float, default=2.0,
+                       help="how long a request waits for others to join its run (default 2)")
+    serve.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body (default 16 MiB)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--address", help="the Ray cluster to join (default: start a local Ray instance)")
+    # A server runs for long: Ray's own log lines and errors stay on stderr.
+    serve.set_defaults(run=cmd_serve, quiet_stderr=False)
+
+    triton = commands.add_parser("export-triton", parents=[common], help="write a Triton Inference Server "
+                                 "model-repository entry (onnxruntime backend) for a converted model")
+    triton.add_argument("model", help="a converted .onnx")
+    triton.add_argument("repository", help="the model repository folder (must exist)")
+    triton.add_argument("--name", help="the model's name in the repository (default: the file's name)")
+    triton.add_argument("--max-batch-size", type=int, default=64,
+                        help="Triton's max_batch_size when every input and output has a free batch dimension "
+                             "(default 64; 0 turns Triton's batching off)")
+    triton.add_argument("--instances", type=int, default=1, help="model instances on the CPU (default 1)")
+    triton.add_argument("--repository-in-server", default="/models",
+                        help="where the server sees the repository, for the library's path in config.pbtxt "
+                             "(default /models)")
+    triton.set_defaults(run=cmd_export_triton)
     return parser
 
 
@@ -297,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        if args.debug:
+        if args.debug or not getattr(args, "quiet_stderr", True):
             return args.run(args)
         with quiet_native_stderr():
             return args.run(args)

@@ -264,3 +264,32 @@ def test_a_missing_extra_is_named_with_its_pip_command(module: str, source: str,
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == (f"bnn2onnx: error: converting a Keras model needs the {extra} extra ({module} "
                                      f'is missing): pip install "bnn2onnx[{extra}]"')
+
+
+def test_many_models_convert_each_in_its_own_process_with_a_summary(tmp_path: Path) -> None:
+    for name in ("first", "second"):
+        (tmp_path / f"{name}.h5").write_bytes(DEMO.read_bytes())
+    (tmp_path / "corrupt.h5").write_bytes(b"not a model")
+    manifest = tmp_path / "models.txt"
+    manifest.write_text(f"# the broken one\n{tmp_path / 'corrupt.h5'}\n\n{tmp_path / 'second.h5'}\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run_cli("convert", str(tmp_path / "first.h5"), "--manifest", str(manifest), "-o", f"{out}/",
+                     "--jobs", "2")
+    assert result.returncode == 1, result.stderr
+    assert "2 of 3 converted" in result.stdout and "cannot load as a Keras model" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["first.onnx", "second.onnx"]
+    x = np.random.default_rng(0).standard_normal((4, 8, 8, 1)).astype(np.float32)
+    outputs = [bnn2onnx.inference_session(out / name).run(None, {"image": x})[0] for name in ("first.onnx",
+                                                                                              "second.onnx")]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_many_models_refuse_two_sources_for_one_output(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.h5").write_bytes(DEMO.read_bytes())
+    result = run_cli("convert", str(tmp_path / "a" / "model.h5"), str(tmp_path / "b" / "model.h5"), "-o",
+                     str(tmp_path))
+    assert result.returncode == 2 and "would both write" in result.stderr
+    assert not list(tmp_path.glob("*.onnx"))
