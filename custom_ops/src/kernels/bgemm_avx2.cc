@@ -29,17 +29,30 @@ inline __m256i WidenBytes(__m256i bytes) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
 }
 
+// What a GEMM call stores (GemmOutput), known once per call so that each tile's stores are compiled for it.
+enum class StoreForm { kBits, kFloatRows, kFloatColumns, kOther };
+
+StoreForm FormOf(const GemmOutput& out) {
+  if (out.words != nullptr || out.lane_bits != nullptr) return StoreForm::kBits;
+  if (out.floats == nullptr) return StoreForm::kOther;
+  return out.transposed ? StoreForm::kFloatColumns : StoreForm::kFloatRows;
+}
+
 // The common stores of a full panel (16 columns from j) in vectors, the others through StoreRun (gemm_store.h):
 // packed bits (words or lane bits), float rows (not transposed, no row kinds), and transposed floats (filters as
 // lanes: lane l is filter j + l, whose row gets pixel i's float). The same arithmetic as StoreRun. Returns false
-// when it stores nothing.
-bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&counts)[2]) {
-  const bool bits_out = out.words != nullptr || out.lane_bits != nullptr;
+// when it stores nothing. Inlined into the tile (a call per row and panel cost 5-10% of a 64@56 layer), except
+// the transposed floats' scalar stores (StoreColumnsPanel), which slowed the tile down inlined (512@7: 3-5%).
+template <StoreForm kForm>
+inline __attribute__((always_inline)) bool StorePanel(const GemmOutput& out, int64_t i, int64_t j,
+                                                     const __m256i (&counts)[2]) {
+  if constexpr (kForm == StoreForm::kOther) return false;
+  constexpr bool bits_out = kForm == StoreForm::kBits, transposed = kForm == StoreForm::kFloatColumns;
   // Float rows through a column map only where the panel is all output pixels.
   const bool mapped = out.panel_valid != nullptr;
-  const bool rows_out = out.floats && !out.transposed && !out.row_kinds &&
-                        (!mapped || out.panel_valid[j / kPanelLanes] == 0xffff);
-  if (!bits_out && !rows_out && !(out.floats && out.transposed)) return false;
+  if (kForm == StoreForm::kFloatRows && (out.row_kinds || (mapped && out.panel_valid[j / kPanelLanes] != 0xffff))) {
+    return false;
+  }
   const __m256i bits = _mm256_set1_epi32(out.bits);
   __m256i dots[2];
   for (int h = 0; h < 2; ++h) {
@@ -62,7 +75,7 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&cou
       dots[h] = _mm256_add_epi32(dots[h], _mm256_blendv_epi8(low, high, upper));
     }
   }
-  if (bits_out) {
+  if constexpr (bits_out) {
     // Thresholds per column (words), or per row (lane_bits).
     uint32_t run = 0;
     for (int h = 0; h < 2; ++h) {
@@ -84,7 +97,7 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&cou
   }
   // A per-channel vector for the 8 lanes of half h: row i's value in every lane, or (transposed) each lane's filter's.
   const auto per_channel = [&](const float* values, int h) {
-    return out.transposed ? _mm256_loadu_ps(values + j + 8 * h) : _mm256_set1_ps(values[i]);
+    return transposed ? _mm256_loadu_ps(values + j + 8 * h) : _mm256_set1_ps(values[i]);
   };
   // Transposed: lane l's float is `stride` floats after lane l - 1's (8 * stride fits int32: see the caller).
   const __m256i lane_rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -98,14 +111,14 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&cou
     if (out.post_multiplier) {
       y = _mm256_add_ps(_mm256_mul_ps(y, per_channel(out.post_multiplier, h)), per_channel(out.post_bias, h));
     }
-    const int64_t at = out.transposed ? (j + 8 * h) * out.stride + i
+    const int64_t at = transposed ? (j + 8 * h) * out.stride + i
                                       : i * out.stride + (mapped ? out.panel_first[j / kPanelLanes] : j) + 8 * h;
     if (out.residual) {
-      y = _mm256_add_ps(y, out.transposed ? _mm256_i32gather_ps(out.residual + at, lane_rows, 4)
+      y = _mm256_add_ps(y, transposed ? _mm256_i32gather_ps(out.residual + at, lane_rows, 4)
                                           : _mm256_loadu_ps(out.residual + at));
     }
     if (out.final_relu) y = _mm256_max_ps(_mm256_setzero_ps(), y);
-    if (out.transposed) {  // AVX2 has no scatter
+    if constexpr (transposed) {  // AVX2 has no scatter
       alignas(32) float lanes[8];
       _mm256_store_ps(lanes, y);
       for (int l = 0; l < 8; ++l) out.floats[at + l * out.stride] = lanes[l];
@@ -118,9 +131,14 @@ bool StorePanel(const GemmOutput& out, int64_t i, int64_t j, const __m256i (&cou
   return true;
 }
 
+__attribute__((noinline)) bool StoreColumnsPanel(const GemmOutput& out, int64_t i, int64_t j,
+                                                 const __m256i (&counts)[2]) {
+  return StorePanel<StoreForm::kFloatColumns>(out, i, j, counts);
+}
+
 // Rows [i, i + R) of A (a points at row i) against the panel of columns [j, j + lanes) (word k at
 // panel + word_offsets[k], or with the panel layout panel + k * kPanelLanes).
-template <int R, bool kWordOffsets>
+template <int R, bool kWordOffsets, StoreForm kForm>
 void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, const int32_t* word_offsets,
           int64_t words, const GemmOutput& out, int64_t i, int64_t j, int64_t lanes) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,  //
@@ -147,7 +165,10 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, co
     }
   }
   for (int r = 0; r < R; ++r) {
-    if (lanes == kPanelLanes && StorePanel(out, i + r, j, totals[r])) continue;
+    if (lanes == kPanelLanes && (kForm == StoreForm::kFloatColumns ? StoreColumnsPanel(out, i + r, j, totals[r])
+                                                                    : StorePanel<kForm>(out, i + r, j, totals[r]))) {
+      continue;
+    }
     alignas(32) int32_t lane_counts[kPanelLanes];
     _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts), totals[r][0]);
     _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts + 8), totals[r][1]);
@@ -159,10 +180,23 @@ void Tile(const Word* a, int64_t a_stride, int64_t a_step, const Word* panel, co
 
 void BinaryGemmAvx2(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, const GemmB& b, int64_t n,
                     int64_t words, const GemmOutput& out) {
-  TiledGemm<kMaxRows>(a, a_stride, m, b, n, [&](auto rows, auto word_offsets, const Word* a_rows, const Word* panel,
-                                                int64_t i, int64_t j, int64_t lanes) {
-    Tile<rows.value, word_offsets.value>(a_rows, a_stride, a_step, panel, b.word_offsets, words, out, i, j, lanes);
-  });
+  const auto run = [&](auto form) {
+    TiledGemm<kMaxRows>(a, a_stride, m, b, n, [&](auto rows, auto word_offsets, const Word* a_rows,
+                                                  const Word* panel, int64_t i, int64_t j, int64_t lanes) {
+      Tile<rows.value, word_offsets.value, form.value>(a_rows, a_stride, a_step, panel, b.word_offsets, words, out, i,
+                                                       j, lanes);
+    });
+  };
+  switch (FormOf(out)) {
+    case StoreForm::kBits:
+      return run(std::integral_constant<StoreForm, StoreForm::kBits>{});
+    case StoreForm::kFloatRows:
+      return run(std::integral_constant<StoreForm, StoreForm::kFloatRows>{});
+    case StoreForm::kFloatColumns:
+      return run(std::integral_constant<StoreForm, StoreForm::kFloatColumns>{});
+    case StoreForm::kOther:
+      return run(std::integral_constant<StoreForm, StoreForm::kOther>{});
+  }
 }
 
 }  // namespace bnn2onnx
