@@ -144,11 +144,13 @@ using GatherPanelFn = void (*)(const Word* image, const int32_t* lane_offsets, c
 void GatherPanelPortable(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
                          const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel);
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
+void GatherPanelAvx2(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
+                     const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel);
 void GatherPanelAvx512(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
                        const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel);
 #endif
 
 BinaryGemmFn BinaryGemmFor(Isa isa);
-GatherPanelFn GatherPanelFor(Isa isa);  // AVX-512 gathers; the portable one otherwise
+GatherPanelFn GatherPanelFor(Isa isa);  // AVX-512 or AVX2 gathers; the portable one otherwise
 
 }  // namespace bnn2onnx

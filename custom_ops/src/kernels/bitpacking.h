@@ -14,7 +14,9 @@ namespace bnn2onnx {
 void PackChannels(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin, int64_t p_end,
                   Word* out, int64_t out_stride, int64_t out_offset);
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
-// The same, 16 pixels at a time (a compare mask per channel ORs its bit into 16 words at once).
+// The same, 8 (AVX2) or 16 (AVX-512) pixels at a time (a compare per channel ORs its bit into their words at once).
+void PackChannelsAvx2(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin,
+                      int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset);
 void PackChannelsAvx512(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin,
                         int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset);
 #endif

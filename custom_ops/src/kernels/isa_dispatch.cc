@@ -64,20 +64,24 @@ BinaryGemmFn BinaryGemmFor(Isa isa) {
   }
 }
 
-// The kernels that have an AVX-512 form (AVX512F only: both AVX-512 tiers) and a portable one: the AVX-512
-// symbols exist only in x86 builds.
+// The kernels that have x86 forms and a portable one: the x86 symbols exist only in x86 builds. The lane-bits
+// transpose has an AVX-512 form only (the AVX2 tier takes the pixels-as-lanes form with packed output only with
+// BNN2ONNX_IMPLICIT_GEMM=1).
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
-#define AVX512_OR_PORTABLE(isa, avx512, portable) (IsAvx512(isa) ? (avx512) : (portable))
+#define X86_OR_PORTABLE(isa, avx512, avx2, portable) \
+  (IsAvx512(isa) ? (avx512) : (isa) == Isa::kAvx2 ? (avx2) : (portable))
 #else
-#define AVX512_OR_PORTABLE(isa, avx512, portable) ((void)(isa), (portable))
+#define X86_OR_PORTABLE(isa, avx512, avx2, portable) ((void)(isa), (portable))
 #endif
 
-GatherPanelFn GatherPanelFor(Isa isa) { return AVX512_OR_PORTABLE(isa, GatherPanelAvx512, GatherPanelPortable); }
-PackChannelsFn PackChannelsFor(Isa isa) { return AVX512_OR_PORTABLE(isa, PackChannelsAvx512, PackChannels); }
+GatherPanelFn GatherPanelFor(Isa isa) {
+  return X86_OR_PORTABLE(isa, GatherPanelAvx512, GatherPanelAvx2, GatherPanelPortable);
+}
+PackChannelsFn PackChannelsFor(Isa isa) { return X86_OR_PORTABLE(isa, PackChannelsAvx512, PackChannelsAvx2, PackChannels); }
 LaneBitsToPixelsFn LaneBitsToPixelsFor(Isa isa) {
-  return AVX512_OR_PORTABLE(isa, LaneBitsToPixelsAvx512, LaneBitsToPixels);
+  return X86_OR_PORTABLE(isa, LaneBitsToPixelsAvx512, LaneBitsToPixels, LaneBitsToPixels);
 }
 
-#undef AVX512_OR_PORTABLE
+#undef X86_OR_PORTABLE
 
 }  // namespace bnn2onnx

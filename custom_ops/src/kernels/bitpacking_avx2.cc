@@ -1,0 +1,70 @@
+// Built with -mavx2; called only when the CPU reports AVX2 (isa_dispatch.cc): bit packing from float and the
+// receptive-field gather (bgemm.h) for the AVX2 tier. No std:: function templates here (see bgemm_avx2.cc).
+#include <immintrin.h>
+
+#include "kernels/bgemm.h"
+#include "kernels/bitpacking.h"
+
+namespace bnn2onnx {
+namespace {
+
+// Pixels whose words are built at once in a buffer of the stack.
+constexpr int64_t kBlockPixels = 512;
+
+// All-ones in the 32-bit lanes l < 8 of half `half` whose bit half * 8 + l is set in `mask`.
+inline __m256i LaneMask(uint16_t mask, int half) {
+  const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i bits = _mm256_and_si256(_mm256_set1_epi32(mask >> (8 * half)), lane_bits);
+  return _mm256_cmpeq_epi32(bits, lane_bits);
+}
+
+}  // namespace
+
+void PackChannelsAvx2(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin,
+                      int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset) {
+  // As PackChannelsAvx512: each channel's floats in one sequential pass over a block of pixels, a compare per 8
+  // pixels ORing the channel's bit into their words; then the words go to their pixels.
+  alignas(32) Word words[kBlockPixels];
+  for (int64_t block = p_begin; block < p_end; block += kBlockPixels) {
+    const int64_t size = p_end - block < kBlockPixels ? p_end - block : kBlockPixels;
+    const int64_t vectors = size / 8 * 8;  // pixels of whole vectors; the rest one at a time
+    for (int64_t w = 0; w < WordsFor(count); ++w) {
+      const int64_t bits = count - w * kWordBits < kWordBits ? count - w * kWordBits : kWordBits;
+      for (int64_t i = 0; i < size; ++i) words[i] = 0;
+      for (int64_t b = 0; b < bits; ++b) {
+        const float* plane = x + (c_begin + w * kWordBits + b) * pixels + block;
+        const __m256i bit = _mm256_set1_epi32(static_cast<int>(1u << b));
+        for (int64_t i = 0; i < vectors; i += 8) {
+          // x < 0 (ordered: NaN, 0 and -0.0 are +1, bit 0; bit_convention.h).
+          const __m256 negative = _mm256_cmp_ps(_mm256_loadu_ps(plane + i), _mm256_setzero_ps(), _CMP_LT_OQ);
+          __m256i* at = reinterpret_cast<__m256i*>(words + i);
+          _mm256_store_si256(at, _mm256_or_si256(_mm256_load_si256(at),
+                                                 _mm256_and_si256(_mm256_castps_si256(negative), bit)));
+        }
+        for (int64_t i = vectors; i < size; ++i) words[i] |= SignBit(plane[i]) << b;
+      }
+      for (int64_t i = 0; i < size; ++i) out[(block + i) * out_stride + out_offset + w] = words[i];
+    }
+  }
+}
+
+void GatherPanelAvx2(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
+                     const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel) {
+  const __m256i lanes[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_offsets)),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_offsets + 8))};
+  const int* base = reinterpret_cast<const int*>(image);
+  for (int64_t t = 0; t < taps; ++t) {
+    const __m256i inside[2] = {LaneMask(tap_masks[t], 0), LaneMask(tap_masks[t], 1)};
+    for (int64_t c = 0; c < tap_words; ++c) {
+      const __m256i offset = _mm256_set1_epi32(static_cast<int>(tap_offsets[t] + c));
+      for (int h = 0; h < 2; ++h) {
+        // Lanes outside the mask are not read (no fault for a padded tap) and come out as zero words.
+        const __m256i words = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base,
+                                                          _mm256_add_epi32(lanes[h], offset), inside[h], 4);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + (t * tap_words + c) * kPanelLanes + 8 * h), words);
+      }
+    }
+  }
+}
+
+}  // namespace bnn2onnx
