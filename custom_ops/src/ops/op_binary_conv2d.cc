@@ -1,7 +1,7 @@
 // BinaryConv2D (docs/ops.md): a 2-D convolution of +-1 activations with +-1 weights by xor/popcount.
 //
 // Each output pixel's receptive field (per group) is one packed field of KH*KW taps (padded taps as +1, i.e. zero
-// words), and the binary GEMM takes its +-1 dot product with every filter of the group (ChooseGemmForm):
+// words), and the binary GEMM takes its +-1 dot product with every filter of the group in the form conv_gemm_form.h chooses:
 // - Pixels as lanes: filters are the GEMM's row side and the fields its panels, so each filter's results are 16
 //   pixels at once (float output, NCHW: stored 16 at a time; packed output: a 16-bit mask per filter, turned into
 //   the pixels' words). At stride 1 the GEMM is implicit: the input is laid out word-planar on a zero-padded grid,
@@ -10,7 +10,8 @@
 // - Filters as lanes (when the pixels fill panels worse than the filters do, e.g. 7x7; packed output unless
 //   implicit): gathered fields are the rows and the filters the panels.
 // One padding is then already exact; zero padding adds, at border pixels, an offset that takes away what a +1
-// input contributed at the padded taps (per filter and kind of border pixel), and -1 padding twice that.
+// input contributed at the padded taps (per filter and kind of border pixel, conv_padding.h), and -1 padding twice
+// that.
 #include <algorithm>
 #include <array>
 #include <cstdlib>
@@ -19,105 +20,22 @@
 #include <mutex>
 #include <optional>
 
-#include "ops/binary_layer.h"
 #include "kernels/bitpacking.h"
+#include "ops/binary_layer.h"
+#include "ops/conv_filter.h"
+#include "ops/conv_gemm_form.h"
+#include "ops/conv_geometry.h"
 #include "ops/ops.h"
 
 namespace bnn2onnx {
 namespace {
 
+// The implicit GEMM (conv_gemm_form.h) is taken with the AVX-512 kernels only: the AVX2 and portable kernels lose
+// more to B's word offsets and to panels across a row end than the gather costs (64@56: 1.4x and 2.4x slower), so
+// they take it only with BNN2ONNX_IMPLICIT_GEMM=1, which lets the tests run its layout on CPUs without AVX-512.
 bool ImplicitGemmOnEveryIsa() {
   const char* setting = std::getenv("BNN2ONNX_IMPLICIT_GEMM");
   return setting != nullptr && std::string(setting) == "1";
-}
-
-struct ConvGeometry {
-  int64_t channels_in = 0, group = 1, channels_per_group = 0, words_per_group = 0;
-  int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
-  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
-  // The GEMM reads padded taps as +1 (zero words); at border pixels it takes away this many times what a +1 tap
-  // contributed: 0 with +1 padding (pad_value=1), 1 with zero padding (0), 2 with -1 padding (-1).
-  int32_t padding_correction = 1;
-  std::optional<std::vector<int64_t>> kernel_shape;
-};
-
-ConvGeometry ReadGeometry(const Attributes& attributes) {
-  ConvGeometry g;
-  g.channels_in = attributes.RequiredInt("channels_in");
-  Check(g.channels_in >= 1 && g.channels_in <= kMaxDim, "attribute 'channels_in' must be in [1, ", kMaxDim,
-        "], got ", g.channels_in);
-  g.group = attributes.Int("group", 1);
-  Check(g.group >= 1 && g.channels_in % g.group == 0, "attribute 'group'=", g.group,
-        " must be >= 1 and divide channels_in=", g.channels_in);
-  g.channels_per_group = g.channels_in / g.group;
-  g.words_per_group = WordsFor(g.channels_per_group);
-  const std::vector<int64_t> strides = PairAttribute(attributes, "strides", {1, 1}, 1);
-  const std::vector<int64_t> dilations = PairAttribute(attributes, "dilations", {1, 1}, 1);
-  g.stride_h = strides[0], g.stride_w = strides[1];
-  g.dilation_h = dilations[0], g.dilation_w = dilations[1];
-  const std::vector<int64_t> pads = attributes.Ints("pads", {0, 0, 0, 0});
-  Check(pads.size() == 4, "attribute 'pads' must have 4 values [top, left, bottom, right], got ", ShapeStr(pads));
-  for (int64_t p : pads) Check(p >= 0 && p <= kMaxDim, "attribute 'pads' values must be in [0, ", kMaxDim,
-                               "], got ", ShapeStr(pads));
-  g.pad_top = pads[0], g.pad_left = pads[1], g.pad_bottom = pads[2], g.pad_right = pads[3];
-  const int64_t pad_value = attributes.Int("pad_value", 0);
-  Check(pad_value >= -1 && pad_value <= 1, "attribute 'pad_value' must be 0 (zero padding), 1 (+1 padding) or -1 ",
-        "(-1 padding), got ", pad_value);
-  g.padding_correction = static_cast<int32_t>(1 - pad_value);
-  g.kernel_shape = attributes.OptionalInts("kernel_shape");
-  return g;
-}
-
-// The packed filter in both GEMM layouts, plus, per filter tap, what a tap of all-+1 input contributes:
-// Cg - 2 * popcount(w_tap).
-struct PackedFilter {
-  int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
-  int64_t field_words = 0;       // KH * KW * words_per_group
-  std::vector<Word> rows;        // [O, field_words]: the GEMM's row side (filters x pixel panels)
-  std::vector<Word> panels;      // per group, its filters' panels: the GEMM's panel side (pixel rows x filters)
-  std::vector<int32_t> tap_sum;  // [O, KH * KW]
-
-  int64_t Taps() const { return kernel_h * kernel_w; }
-};
-
-PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
-  CheckType(w, "weights (input 1)", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
-  CheckRank(w, "weights (input 1)", 4);
-  PackedFilter f;
-  f.out_channels = w.shape[0], f.kernel_h = w.shape[1], f.kernel_w = w.shape[2];
-  Check(f.out_channels >= 1 && f.out_channels % g.group == 0, "weights (input 1) shape ", ShapeStr(w.shape),
-        ": output channels must be >= 1 and a multiple of group=", g.group);
-  Check(f.kernel_h >= 1 && f.kernel_w >= 1 && f.kernel_h <= kMaxDim && f.kernel_w <= kMaxDim,
-        "weights (input 1) shape ", ShapeStr(w.shape), ": kernel size must be >= 1");
-  Check(w.shape[3] == g.words_per_group, "weights (input 1) shape ", ShapeStr(w.shape), " has ", w.shape[3],
-        " words per tap but channels_in=", g.channels_in, "/group=", g.group, " needs ", g.words_per_group);
-  if (g.kernel_shape) {
-    Check(*g.kernel_shape == std::vector<int64_t>{f.kernel_h, f.kernel_w}, "attribute 'kernel_shape' ",
-          ShapeStr(*g.kernel_shape), " does not match weights shape ", ShapeStr(w.shape));
-  }
-  Check(f.Taps() * g.channels_per_group <= kMaxAccumulatorBits, "a receptive field of ", f.Taps(), " taps x ",
-        g.channels_per_group, " channels exceeds the 2^30 accumulator range");
-  const int64_t rows = f.out_channels * f.Taps();
-  CheckedProduct(w.shape, "weights (input 1)");
-  Check(TailBitsClear(w.As<Word>(), rows, g.words_per_group, g.channels_per_group),
-        "weights (input 1) have bits set beyond channels_in/group=", g.channels_per_group,
-        " in a tap's last word; padding bits must be 0");
-  f.field_words = f.Taps() * g.words_per_group;
-  const Word* filters = w.As<Word>();
-  f.rows.assign(filters, filters + f.out_channels * f.field_words);
-  const int64_t per_group = f.out_channels / g.group, group_words = PanelWords(per_group, f.field_words);
-  f.panels.resize(static_cast<size_t>(g.group * group_words));
-  for (int64_t grp = 0; grp < g.group; ++grp) {
-    PackPanels(filters + grp * per_group * f.field_words, f.field_words, per_group, f.field_words,
-               f.panels.data() + grp * group_words);
-  }
-  f.tap_sum.resize(rows);
-  for (int64_t r = 0; r < rows; ++r) {
-    int32_t negatives = 0;
-    for (int64_t i = 0; i < g.words_per_group; ++i) negatives += __builtin_popcount(filters[r * g.words_per_group + i]);
-    f.tap_sum[r] = static_cast<int32_t>(g.channels_per_group) - 2 * negatives;
-  }
-  return f;
 }
 
 // Work split of the GEMM. Pixels as lanes: tasks of up to kFilterBlock filters (a multiple of a word's 32, so a
@@ -193,27 +111,6 @@ class BinaryConv2D {
     int64_t image_words = 0;    // from one image to the next
     std::vector<Word> storage;  // used when the input had to be packed, regrouped or made planar
   };
-
-  // The zero-padded grid of a word-planar input: `width` columns, and each plane's words (the grid's rows and the
-  // lanes that the last panel of output pixels reads past them).
-  struct Grid {
-    int64_t width = 0, plane_words = 0;
-  };
-
-  // The implicit GEMM's columns: the grid's pixels up to the last output pixel (stride 1: output pixel (oh, ow) is
-  // the grid's pixel oh * width + ow, its receptive field's top-left word).
-  static int64_t GridColumns(const Grid& grid, int64_t out_h, int64_t out_w) {
-    return (out_h - 1) * grid.width + out_w;
-  }
-
-  // Every term is at most 3 * kMaxDim (op_common.h), so the grid's size cannot overflow.
-  Grid GridFor(int64_t height, int64_t width) const {
-    const ConvGeometry& g = geometry_;
-    Grid grid;
-    grid.width = width + g.pad_left + g.pad_right;
-    grid.plane_words = (height + g.pad_top + g.pad_bottom) * grid.width + kPanelLanes;
-    return grid;
-  }
 
   PackedInput PrepareInput(Ort::KernelContext& ctx, const TensorIn& x, int64_t batch, int64_t height, int64_t width,
                            const Grid* planar) const {
@@ -311,7 +208,7 @@ class BinaryConv2D {
     const int64_t pixel_stride = g.group * g.words_per_group;
     // Every word offset into an image, its padding included (a gather's lane and tap offsets, the implicit GEMM's
     // planes), fits int32.
-    const Grid grid = GridFor(height, width);  // used with the implicit GEMM
+    const Grid grid = GridFor(g, height, width);  // used with the implicit GEMM
     Check(grid.plane_words <= std::numeric_limits<int32_t>::max() / pixel_stride, "input (input 0) shape ",
           ShapeStr(x.shape), " with pads ", ShapeStr({g.pad_top, g.pad_left, g.pad_bottom, g.pad_right}),
           ": a padded image of more than 2^31 packed words is not supported");
@@ -319,8 +216,8 @@ class BinaryConv2D {
     const int64_t field_words = f.field_words;
     const int64_t per_group = out_c / g.group;
     const int32_t full_field = static_cast<int32_t>(f.Taps() * g.channels_per_group);
-    const Window window{f, height, width};
-    const std::shared_ptr<const SizeTables> tables = TablesFor(window, out_h, out_w, pixel_stride, packed_out);
+    const Window window = f.Over(height, width);
+    const std::shared_ptr<const SizeTables> tables = TablesFor(f, window, out_h, out_w, pixel_stride, packed_out);
     const PaddingKinds& padding = tables->padding;
     const bool filter_lanes = tables->filter_lanes, implicit = tables->implicit;
     const PackedInput in = PrepareInput(ctx, x, batch, height, width, implicit ? &grid : nullptr);
@@ -332,7 +229,7 @@ class BinaryConv2D {
         static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
     const BinaryGemmFn gemm = layer_.gemm();
 
-    const std::vector<int32_t> tap_offsets = TapOffsets(f, width, pixel_stride);
+    const std::vector<int32_t> tap_offsets = TapOffsets(g, window, width, pixel_stride);
     const int64_t panels = (pixels + kPanelLanes - 1) / kPanelLanes;
 
     for (int64_t n = 0; n < batch; ++n) {
@@ -462,254 +359,13 @@ class BinaryConv2D {
     }
   }
 
-  // The filter's extent and the input size: which taps of an output pixel read inside the input.
-  struct Window {
-    const PackedFilter& filter;
-    int64_t height, width;
-  };
-
-  // Output pixel p as (row, column), then stepped along pixel by pixel without a division each (hot: per pixel).
-  struct PixelCursor {
-    int64_t oh, ow, out_w;
-    PixelCursor(int64_t p, int64_t width) : oh(p / width), ow(p % width), out_w(width) {}
-    void Next() {
-      if (++ow == out_w) ow = 0, ++oh;
-    }
-  };
-
-  // Whether every tap of output pixel (oh, ow) reads inside the input (no padding involved).
-  bool InsideInput(const Window& w, int64_t oh, int64_t ow) const {
-    const ConvGeometry& g = geometry_;
-    const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
-    return top >= 0 && left >= 0 && top + (w.filter.kernel_h - 1) * g.dilation_h < w.height &&
-           left + (w.filter.kernel_w - 1) * g.dilation_w < w.width;
-  }
-
-  // Where each tap of a receptive field starts, in words from its top-left pixel's group start, for an image
-  // `width` pixels wide of `pixel_stride` words per pixel (a plane of the implicit GEMM's grid: 1).
-  std::vector<int32_t> TapOffsets(const PackedFilter& f, int64_t width, int64_t pixel_stride) const {
-    const ConvGeometry& g = geometry_;
-    std::vector<int32_t> offsets;
-    for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
-      for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
-        offsets.push_back(static_cast<int32_t>((kh * g.dilation_h * width + kw * g.dilation_w) * pixel_stride));
-      }
-    }
-    return offsets;
-  }
-
-  // The panel of output pixels [p_begin, p_begin + 16) for the panel gather: each lane's top-left word offset in
-  // its image (from its group's first word), and per tap the lanes whose tap lies inside the image (none past the
-  // last pixel).
-  void PanelLanes(const Window& w, int64_t p_begin, int64_t pixels, int64_t out_w, int64_t pixel_stride,
-                  int32_t* lane_offsets, uint16_t* tap_masks) const {
-    const ConvGeometry& g = geometry_;
-    const PackedFilter& f = w.filter;
-    std::fill(tap_masks, tap_masks + f.Taps(), uint16_t{0});
-    uint16_t inside = 0;  // lanes whose every tap lies inside: set in every mask at the end
-    PixelCursor at(p_begin, out_w);
-    for (int64_t l = 0; l < kPanelLanes; ++l, at.Next()) {
-      lane_offsets[l] = 0;
-      if (p_begin + l >= pixels) continue;
-      const int64_t oh = at.oh, ow = at.ow;
-      const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
-      lane_offsets[l] = static_cast<int32_t>((top * w.width + left) * pixel_stride);
-      if (InsideInput(w, oh, ow)) {
-        inside |= static_cast<uint16_t>(1u << l);
-        continue;
-      }
-      const PaddedTaps padded = PaddedTapsAt(w, oh, ow);
-      for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
-        for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
-          if (padded.Inside(kh, kw, f.kernel_h, f.kernel_w)) tap_masks[kh * f.kernel_w + kw] |= 1u << l;
-        }
-      }
-    }
-    for (int64_t t = 0; t < f.Taps(); ++t) tap_masks[t] |= inside;
-  }
-
-  // Whether float output computes fewer idle lanes with filters as lanes (e.g. 49 pixels fill 4 panels, 64 lanes,
-  // while 512 filters fill 32 exactly), by a margin that pays for its scattered stores. Its scatter indices
-  // (16 rows of `pixels` floats) must fit int32.
-  static bool FilterLanesFillBetter(int64_t pixels, int64_t filters) {
-    const auto lanes = [](int64_t n) { return (n + kPanelLanes - 1) / kPanelLanes * kPanelLanes; };
-    return pixels * kPanelLanes <= std::numeric_limits<int32_t>::max() &&
-           lanes(filters) * pixels * 8 < lanes(pixels) * filters * 7;
-  }
-
-  // Which taps of an output pixel zero padding touches: kernel rows [0, top) and [KH - bottom, KH), kernel
-  // columns [0, left) and [KW - right, KW) (padded rows and columns are a prefix and a suffix, dilated or not).
-  struct PaddedTaps {
-    int64_t top = 0, bottom = 0, left = 0, right = 0;
-    bool operator==(const PaddedTaps& o) const {
-      return top == o.top && bottom == o.bottom && left == o.left && right == o.right;
-    }
-    // Whether tap (kh, kw) of a kernel_h x kernel_w filter reads inside the input.
-    bool Inside(int64_t kh, int64_t kw, int64_t kernel_h, int64_t kernel_w) const {
-      return kh >= top && kh < kernel_h - bottom && kw >= left && kw < kernel_w - right;
-    }
-  };
-
-  PaddedTaps PaddedTapsAt(const Window& w, int64_t oh, int64_t ow) const {
-    const ConvGeometry& g = geometry_;
-    const int64_t top = oh * g.stride_h - g.pad_top, left = ow * g.stride_w - g.pad_left;
-    PaddedTaps t;
-    for (int64_t kh = 0; kh < w.filter.kernel_h; ++kh) {
-      const int64_t ih = top + kh * g.dilation_h;
-      t.top += ih < 0, t.bottom += ih >= w.height;
-    }
-    for (int64_t kw = 0; kw < w.filter.kernel_w; ++kw) {
-      const int64_t iw = left + kw * g.dilation_w;
-      t.left += iw < 0, t.right += iw >= w.width;
-    }
-    return t;
-  }
-
-  // Zero padding: each output pixel's kind of border (0: none; a 3x3 kernel with pad 1 has 8 kinds), and per kind
-  // and filter the dot offset, minus what +1 input contributed at the padded taps (GemmOutput adds it). Empty
-  // with one padding.
-  struct PaddingKinds {
-    std::vector<PaddedTaps> kinds;     // kind k + 1 is kinds[k]
-    std::vector<int32_t> pixel_kinds;  // [pixels rounded up to a panel]
-    std::vector<int32_t> offsets;      // [kinds + 1, O]: pixels as rows
-    std::vector<uint8_t> column_kinds;    // pixel_kinds as bytes: pixels as columns, after UseColumns()
-    std::vector<int32_t> filter_offsets;  // [O, kKinds]: offsets transposed for pixels as columns, likewise
-
-    bool FitColumns() const { return static_cast<int64_t>(kinds.size()) < GemmOutput::kKinds; }
-
-    // Builds the pixels-as-columns forms (at most kKinds - 1 kinds: FitColumns()).
-    void UseColumns(int64_t out_c) {
-      column_kinds.assign(pixel_kinds.begin(), pixel_kinds.end());
-      filter_offsets.assign(static_cast<size_t>(out_c * GemmOutput::kKinds), 0);
-      for (int64_t k = 0; k <= static_cast<int64_t>(kinds.size()); ++k) {
-        for (int64_t o = 0; o < out_c; ++o) filter_offsets[o * GemmOutput::kKinds + k] = offsets[k * out_c + o];
-      }
-    }
-  };
-
-  PaddingKinds MakePaddingKinds(const Window& w, int64_t out_h, int64_t out_w) const {
-    PaddingKinds padding;
-    if (geometry_.padding_correction == 0) return padding;
-    const PackedFilter& f = w.filter;
-    const int64_t pixels = out_h * out_w, out_c = f.out_channels;
-    padding.pixel_kinds.assign(static_cast<size_t>(PanelWords(pixels, 1)), 0);
-    for (PixelCursor at(0, out_w); at.oh < out_h; at.Next()) {
-      if (InsideInput(w, at.oh, at.ow)) continue;
-      const PaddedTaps t = PaddedTapsAt(w, at.oh, at.ow);
-      auto kind = std::find(padding.kinds.begin(), padding.kinds.end(), t);
-      if (kind == padding.kinds.end()) kind = padding.kinds.insert(kind, t);
-      padding.pixel_kinds[at.oh * out_w + at.ow] = static_cast<int32_t>(kind - padding.kinds.begin() + 1);
-    }
-    const int64_t kinds = static_cast<int64_t>(padding.kinds.size()) + 1;
-    padding.offsets.assign(static_cast<size_t>(kinds * out_c), 0);
-    for (int64_t k = 1; k < kinds; ++k) {
-      const PaddedTaps& t = padding.kinds[k - 1];
-      for (int64_t kh = 0; kh < f.kernel_h; ++kh) {
-        for (int64_t kw = 0; kw < f.kernel_w; ++kw) {
-          if (t.Inside(kh, kw, f.kernel_h, f.kernel_w)) continue;
-          const int64_t tap = kh * f.kernel_w + kw;
-          for (int64_t o = 0; o < out_c; ++o) {
-            padding.offsets[k * out_c + o] -= geometry_.padding_correction * f.tap_sum[o * f.Taps() + tap];
-          }
-        }
-      }
-    }
-    return padding;
-  }
-
-  // The GEMM's form for an input size.
-  // - Filters as lanes (else pixels as lanes): when that fills lanes better, or when there are too many kinds of
-  //   border pixel for the pixels-as-lanes form; for packed output also unless the GEMM is implicit (pixels as
-  //   lanes with gathered fields measured slower there) and with groups (a task's filters must fill output words).
-  // - Implicit (B read in place from a word-planar padded input, no gather): pixels as lanes at stride 1, where a
-  //   panel of 16 consecutive pixels of the padded grid reads 16 consecutive words of a plane at every tap. The
-  //   grid's columns past the output width are computed for nothing: not when that costs more than gathering would
-  //   (measured at 64@56: gathering a panel of fields costs about what the GEMM of 10 filters against it does;
-  //   kGatherFilters leans towards the gather). AVX-512 only: the AVX2 and portable kernels lose more to B's word
-  //   offsets and to panels across a row end than the gather costs (64@56: 1.2x and 2.4x slower), so they take it
-  //   only with BNN2ONNX_IMPLICIT_GEMM=1 (ImplicitGemmOnEveryIsa), which lets the tests run its layout on CPUs
-  //   without AVX-512.
-  struct GemmForm {
-    bool filter_lanes = false, implicit = false;
-  };
-
-  GemmForm ChooseGemmForm(bool packed_out, int64_t pixels, int64_t grid_columns, int64_t per_group,
-                          const PaddingKinds& padding) const {
-    constexpr int64_t kGatherFilters = 8;
-    const auto panels = [](int64_t n) { return (n + kPanelLanes - 1) / kPanelLanes; };
-    const bool pixel_lanes = !FilterLanesFillBetter(pixels, per_group) && padding.FitColumns();
-    const bool implicit = pixel_lanes && implicit_gemm_ && geometry_.stride_h == 1 &&
-                          geometry_.stride_w == 1 &&
-                          panels(grid_columns) * per_group < panels(pixels) * (per_group + kGatherFilters) &&
-                          (!packed_out || geometry_.group == 1);
-    return {packed_out ? !implicit : !pixel_lanes, implicit};
-  }
-
-  // What a run needs to know of an input size besides the input itself: the padding kinds (in the form ChooseGemmForm
-  // picks), the GEMM's form, and either for each panel of output pixels its gather lanes (PanelLanes), or the
-  // implicit GEMM's padded grid (Grid): its pixels' kinds of border, each panel's column map (GemmOutput) and
-  // where each word of a field starts (from its top-left pixel, in a group's planes).
-  struct SizeTables {
-    PaddingKinds padding;
-    bool filter_lanes = false, implicit = false;
-    std::vector<int32_t> lane_offsets;  // [panels][kPanelLanes]
-    std::vector<uint16_t> tap_masks;    // [panels][taps]
-    std::vector<uint8_t> grid_kinds;    // [grid panels][kPanelLanes], when there are border kinds
-    std::vector<uint16_t> panel_valid;  // [grid panels]
-    std::vector<int32_t> panel_first;   // [grid panels]
-    std::vector<int32_t> grid_offsets;  // [field words]
-  };
-
-  // The implicit GEMM's tables (SizeTables) for a grid whose output is out_h x out_w.
-  void MakeGridTables(const Window& w, const Grid& grid, int64_t out_h, int64_t out_w, SizeTables& tables) const {
-    const ConvGeometry& g = geometry_;
-    const PackedFilter& f = w.filter;
-    const int64_t columns = GridColumns(grid, out_h, out_w);
-    const int64_t panels = (columns + kPanelLanes - 1) / kPanelLanes;
-    const bool kinds = !tables.padding.kinds.empty();
-    if (kinds) tables.grid_kinds.assign(static_cast<size_t>(panels * kPanelLanes), 0);
-    tables.panel_valid.assign(static_cast<size_t>(panels), 0);
-    tables.panel_first.assign(static_cast<size_t>(panels), 0);
-    for (int64_t q = columns - 1; q >= 0; --q) {  // backwards: a panel's first valid lane is written last
-      const int64_t oh = q / grid.width, ow = q % grid.width;
-      if (ow >= out_w) continue;
-      const int64_t panel = q / kPanelLanes;
-      tables.panel_valid[panel] |= static_cast<uint16_t>(1u << (q % kPanelLanes));
-      tables.panel_first[panel] = static_cast<int32_t>(oh * out_w + ow);
-      if (kinds) tables.grid_kinds[q] = tables.padding.column_kinds[oh * out_w + ow];
-    }
-    for (const int32_t tap : TapOffsets(f, grid.width, 1)) {
-      for (int64_t c = 0; c < g.words_per_group; ++c) {
-        tables.grid_offsets.push_back(static_cast<int32_t>(c * grid.plane_words + tap));
-      }
-    }
-  }
-
   // The tables for an input size. Building them is a pass over every output pixel, so with constant weights they
   // are kept for the last input size seen (a model usually runs one size).
-  std::shared_ptr<const SizeTables> TablesFor(const Window& w, int64_t out_h, int64_t out_w, int64_t pixel_stride,
-                                              bool packed_out) const {
+  std::shared_ptr<const SizeTables> TablesFor(const PackedFilter& f, const Window& w, int64_t out_h, int64_t out_w,
+                                              int64_t pixel_stride, bool packed_out) const {
     const auto make = [&] {
-      auto tables = std::make_shared<SizeTables>();
-      tables->padding = MakePaddingKinds(w, out_h, out_w);
-      const int64_t pixels = out_h * out_w, out_c = w.filter.out_channels, taps = w.filter.Taps();
-      const Grid grid = GridFor(w.height, w.width);
-      const GemmForm form =
-          ChooseGemmForm(packed_out, pixels, GridColumns(grid, out_h, out_w), out_c / geometry_.group, tables->padding);
-      tables->filter_lanes = form.filter_lanes, tables->implicit = form.implicit;
-      if (!tables->filter_lanes && !tables->padding.kinds.empty()) tables->padding.UseColumns(out_c);
-      if (tables->implicit) {
-        MakeGridTables(w, grid, out_h, out_w, *tables);
-        return std::shared_ptr<const SizeTables>(std::move(tables));
-      }
-      const int64_t panels = (pixels + kPanelLanes - 1) / kPanelLanes;
-      tables->lane_offsets.resize(static_cast<size_t>(panels * kPanelLanes));
-      tables->tap_masks.resize(static_cast<size_t>(panels * taps));
-      for (int64_t panel = 0; panel < panels; ++panel) {
-        PanelLanes(w, panel * kPanelLanes, pixels, out_w, pixel_stride,
-                   tables->lane_offsets.data() + panel * kPanelLanes, tables->tap_masks.data() + panel * taps);
-      }
-      return std::shared_ptr<const SizeTables>(std::move(tables));
+      return std::make_shared<const SizeTables>(
+          MakeSizeTables(geometry_, f, w, out_h, out_w, pixel_stride, packed_out, implicit_gemm_));
     };
     if (!layer_.constant_weights()) return make();
     std::lock_guard<std::mutex> lock(tables_cache_.mutex);
@@ -727,7 +383,7 @@ class BinaryConv2D {
   PackChannelsFn pack_channels_;
   LaneBitsToPixelsFn lane_bits_to_pixels_;
   bool sign_out_;  // output 1: the float output's signs, packed
-  bool implicit_gemm_;  // whether ChooseGemmForm may pick the implicit GEMM
+  bool implicit_gemm_;  // whether ChooseGemmForm may pick the implicit GEMM (see ImplicitGemmOnEveryIsa)
   // TablesFor's tables for the last input size (height, width, words per pixel); runs of one session may come from
   // several threads.
   mutable struct {
