@@ -77,7 +77,9 @@ BinaryGemmFn BinaryGemmFor(Isa isa) {
 GatherPanelFn GatherPanelFor(Isa isa) {
   return X86_OR_PORTABLE(isa, GatherPanelAvx512, GatherPanelAvx2, GatherPanelPortable);
 }
-PackChannelsFn PackChannelsFor(Isa isa) { return X86_OR_PORTABLE(isa, PackChannelsAvx512, PackChannelsAvx2, PackChannels); }
+PackChannelsFn PackChannelsFor(Isa isa) {
+  return X86_OR_PORTABLE(isa, PackChannelsAvx512, PackChannelsAvx2, PackChannels);
+}
 LaneBitsToPixelsFn LaneBitsToPixelsFor(Isa isa) {
   return X86_OR_PORTABLE(isa, LaneBitsToPixelsAvx512, LaneBitsToPixels, LaneBitsToPixels);
 }

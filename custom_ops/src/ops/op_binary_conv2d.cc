@@ -1,7 +1,8 @@
 // BinaryConv2D (docs/ops.md): a 2-D convolution of +-1 activations with +-1 weights by xor/popcount.
 //
 // Each output pixel's receptive field (per group) is one packed field of KH*KW taps (padded taps as +1, i.e. zero
-// words), and the binary GEMM takes its +-1 dot product with every filter of the group in the form conv_gemm_form.h chooses:
+// words), and the binary GEMM takes its +-1 dot product with every filter of the group, in the form that
+// conv_gemm_form.h chooses:
 // - Pixels as lanes: filters are the GEMM's row side and the fields its panels, so each filter's results are 16
 //   pixels at once (float output, NCHW: stored 16 at a time; packed output: a 16-bit mask per filter, turned into
 //   the pixels' words). At stride 1 the GEMM is implicit: the input is laid out word-planar on a zero-padded grid,
