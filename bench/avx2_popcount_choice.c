@@ -1,4 +1,4 @@
-// Why the AVX2 kernel (custom_ops/src/bgemm_avx2.cc) counts bits by nibble lookup and not by Harley-Seal: both in
+// Why the AVX2 kernel (custom_ops/src/kernels/bgemm_avx2.cc) counts bits by nibble lookup and not by Harley-Seal: both in
 // the binary GEMM's pattern, out[r][l] = sum over K words of popcount(a[r][k] ^ b[k][l]) for 16 lanes (two ymm),
 // checked equal, and timed per (row, 16 lanes, word) for the reductions of 64- to 512-channel 3x3 layers (K = 18
 // to 144 words). Nibble lookup: 3 rows x 2 halves, byte counters widened every 31 words, as the kernel does.
@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "carry_save.h"
 
 #define ROWS 48
 #define MAX_WORDS 160
@@ -65,13 +67,6 @@ static void NibbleLookup(int words) {
   }
 }
 
-// high:low = a + b + c, bit by bit
-#define CSA(high, low, a, b, c)                                                       \
-  do {                                                                                \
-    const __m256i u = _mm256_xor_si256(a, b);                                         \
-    high = _mm256_or_si256(_mm256_and_si256(a, b), _mm256_and_si256(u, c));           \
-    low = _mm256_xor_si256(u, c);                                                     \
-  } while (0)
 
 // Adds 8 words into the ones, twos and fours counters; the carries out of fours come back as eights.
 static inline void AddEight(const __m256i* x, __m256i* ones, __m256i* twos, __m256i* fours, __m256i* eights) {

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "carry_save.h"
+
 // A unit of work is 512 bit-pairs: one 512-bit xor/popcount/add triple, two 256-bit words of 8 lanes, or eight
 // 64-bit scalar words. Built for AVX-512 VPOPCNTDQ (-mavx512vpopcntdq) the probe has one method; built for AVX2
 // (-mavx2 -mpopcnt) three, and popcount_floor.py takes the fastest as the floor. In every loop the operands are
@@ -77,13 +79,6 @@ static void harley_seal_loop(long n) {
   __m256i b0 = _mm256_slli_epi32(seed, 1), b1 = _mm256_slli_epi32(seed, 2), b2 = _mm256_slli_epi32(seed, 3);
   __m256i b3 = _mm256_slli_epi32(seed, 4);
   __m256i ones = seed, twos = seed, fours = seed, eights = seed, total = seed;
-// high:low = a + b + c, bit by bit
-#define CSA(high, low, a, b, c)                                                 \
-  do {                                                                          \
-    const __m256i u = _mm256_xor_si256(a, b);                                   \
-    high = _mm256_or_si256(_mm256_and_si256(a, b), _mm256_and_si256(u, c));     \
-    low = _mm256_xor_si256(u, c);                                               \
-  } while (0)
 // Adds 8 xored words into ones, twos and fours; the carry out of fours is `carry`.
 #define ADD_EIGHT(carry)                                                                                    \
   do {                                                                                                      \
@@ -109,7 +104,6 @@ static void harley_seal_loop(long n) {
     KEEP("+x"(total), "+x"(ones), "+x"(twos), "+x"(fours), "+x"(eights), "+x"(r0));
   }
 #undef ADD_EIGHT
-#undef CSA
 }
 
 // Scalar popcnt of 64-bit words: 2 rows x 3 columns, 6 accumulators (the general registers hold 15 values).
