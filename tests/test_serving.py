@@ -98,6 +98,27 @@ def test_request_checks_refuse_what_does_not_fit_the_model(digits_model: Path) -
         assert caught.value.status == status and message in str(caught.value), name
 
 
+def test_a_joined_run_answers_each_request_as_its_own_run(tmp_path: Path) -> None:
+    """Requests of different sizes past the batch dimension run in separate groups; each gets its own rows."""
+    from onnx import TensorProto, helper
+
+    from bnn2onnx.ops import schema
+    from bnn2onnx.serving.ray_serve import ConvertedModel, ServeConfig
+
+    graph = helper.make_graph([schema.make_node("BitPack", ["x"], ["y"])], "pack",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, ["n", "h", "w", 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), schema.opset_import()])
+    replica = ConvertedModel.func_or_class(model.SerializeToString(), ServeConfig())
+    assert replica.joinable
+    rng = np.random.default_rng(0)
+    requests = [{"x": rng.standard_normal(shape).astype(np.float32)}
+                for shape in [(1, 3, 4, 5), (2, 3, 6, 5), (3, 3, 4, 5), (1, 3, 6, 5)]]
+    session = bnn2onnx.inference_session(model)
+    for request, outputs in zip(requests, replica._run(requests)):
+        np.testing.assert_array_equal(outputs[0], session.run(None, request)[0])
+
+
 def test_ray_serve_answers_concurrent_clients_as_onnxruntime_does(digits_model: Path) -> None:
     import ray
     from ray import serve

@@ -17,7 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from bnn2onnx.runtime import inference_session
-from bnn2onnx.serving.requests import BadRequest, decode_body, encode_outputs, model_inputs
+from bnn2onnx.serving.requests import (
+    BadRequest,
+    batch_dimension_free,
+    decode_body,
+    encode_outputs,
+    model_inputs,
+)
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,7 @@ class ConvertedModel:
         self.config = config
         self.session = inference_session(model_bytes, intra_op_num_threads=config.threads)
         self.output_names = [output.name for output in self.session.get_outputs()]
-        # Requests join one run when every input has a free first dimension to concatenate along.
-        self.joinable = all(spec.shape and spec.shape[0] is None for spec in self.inputs)
+        self.joinable = batch_dimension_free(model)
         self.run_batch.set_max_batch_size(config.max_batch_size if self.joinable else 1)
         self.run_batch.set_batch_wait_timeout_s(config.batch_wait_ms / 1e3)
 
@@ -52,12 +57,18 @@ class ConvertedModel:
         return await asyncio.to_thread(self._run, requests)
 
     def _run(self, requests: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
-        if len(requests) == 1:
-            return [self.session.run(None, requests[0])]
-        feeds = {spec.name: np.concatenate([r[spec.name] for r in requests]) for spec in self.inputs}
-        outputs = self.session.run(None, feeds)
-        ends = np.cumsum([len(r[self.inputs[0].name]) for r in requests])[:-1]
-        return [list(parts) for parts in zip(*(np.split(output, ends) for output in outputs))]
+        """Each request's outputs; requests whose arrays agree past the first dimension run as one."""
+        results: list[list[np.ndarray]] = [[] for _ in requests]
+        groups: dict[tuple, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(tuple(request[spec.name].shape[1:] for spec in self.inputs), []).append(index)
+        for members in groups.values():
+            feeds = {spec.name: np.concatenate([requests[i][spec.name] for i in members]) for spec in self.inputs}
+            outputs = self.session.run(None, feeds)
+            ends = np.cumsum([len(requests[i][self.inputs[0].name]) for i in members])[:-1]
+            for i, parts in zip(members, zip(*(np.split(output, ends) for output in outputs))):
+                results[i] = list(parts)
+        return results
 
     async def __call__(self, request: Request) -> Response:
         if request.url.path.rstrip("/").endswith("/healthz"):

@@ -54,6 +54,14 @@ def model_inputs(model: onnx.ModelProto) -> list[InputSpec]:
     return specs
 
 
+def batch_dimension_free(model: onnx.ModelProto) -> bool:
+    """Whether every input and output has a free first dimension, along which requests can be joined into one run."""
+    initializers = {t.name for t in model.graph.initializer}
+    values = [v for v in model.graph.input if v.name not in initializers] + list(model.graph.output)
+    return all(v.type.tensor_type.shape.dim and not v.type.tensor_type.shape.dim[0].HasField("dim_value")
+               for v in values)
+
+
 def decode_body(body: bytes, content_type: str, inputs: list[InputSpec], max_rows: int) -> dict[str, np.ndarray]:
     """The feeds of a request: JSON `{"inputs": {name: nested list}}` (or `{"inputs": nested list}` for a model
     with one input), or one .npy array for a model with one input. JSON numbers are converted to the input's

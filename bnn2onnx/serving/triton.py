@@ -15,6 +15,7 @@ import onnx
 
 from bnn2onnx.errors import ConversionError
 from bnn2onnx.runtime import LIBRARY_NAME, inference_session, library_path
+from bnn2onnx.serving.requests import batch_dimension_free
 
 # ONNX element types and Triton's names for them (model_config.proto's DataType).
 TRITON_TYPES = {
@@ -44,14 +45,6 @@ def _tensors(values: list[onnx.ValueInfoProto], batched: bool) -> list[TritonTen
     return tensors
 
 
-def _batches(model: onnx.ModelProto) -> bool:
-    """Whether every input and output has a free first dimension, which Triton may then use to batch requests."""
-    initializers = {t.name for t in model.graph.initializer}
-    values = [v for v in model.graph.input if v.name not in initializers] + list(model.graph.output)
-    return all(v.type.tensor_type.shape.dim and not v.type.tensor_type.shape.dim[0].HasField("dim_value")
-               for v in values)
-
-
 def _tensor_block(kind: str, tensors: list[TritonTensor]) -> str:
     entries = ",\n".join(f'  {{\n    name: "{t.name}"\n    data_type: {t.data_type}\n'
                          f'    dims: [ {", ".join(map(str, t.dims))} ]\n  }}' for t in tensors)
@@ -62,7 +55,7 @@ def config_text(model: onnx.ModelProto, name: str, library_in_server: str, max_b
                 instances: int) -> str:
     """config.pbtxt for `model` (protobuf text format of Triton's ModelConfig)."""
     initializers = {t.name for t in model.graph.initializer}
-    batched = max_batch_size > 0 and _batches(model)
+    batched = max_batch_size > 0 and batch_dimension_free(model)
     inputs = _tensors([v for v in model.graph.input if v.name not in initializers], batched)
     outputs = _tensors(list(model.graph.output), batched)
     return (f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: {max_batch_size if batched else 0}\n'
