@@ -20,6 +20,11 @@ void PackChannelsAvx2(const float* x, int64_t pixels, int64_t c_begin, int64_t c
 void PackChannelsAvx512(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin,
                         int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset);
 #endif
+#if defined(BNN2ONNX_HAVE_NEON_KERNELS)
+// The same, 4 pixels at a time.
+void PackChannelsNeon(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin, int64_t p_end,
+                      Word* out, int64_t out_stride, int64_t out_offset);
+#endif
 using PackChannelsFn = decltype(&PackChannels);
 PackChannelsFn PackChannelsFor(Isa isa);
 

@@ -78,6 +78,9 @@ GatherPanelFn GatherPanelFor(Isa isa) {
   return X86_OR_PORTABLE(isa, GatherPanelAvx512, GatherPanelAvx2, GatherPanelPortable);
 }
 PackChannelsFn PackChannelsFor(Isa isa) {
+#if defined(BNN2ONNX_HAVE_NEON_KERNELS)
+  if (isa == Isa::kNeon) return PackChannelsNeon;
+#endif
   return X86_OR_PORTABLE(isa, PackChannelsAvx512, PackChannelsAvx2, PackChannels);
 }
 LaneBitsToPixelsFn LaneBitsToPixelsFor(Isa isa) {
