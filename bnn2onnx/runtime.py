@@ -5,10 +5,13 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 import onnxruntime as ort
+
+if TYPE_CHECKING:  # a device that only runs models need not have onnx
+    import onnx
 
 LIBRARY_NAME = "libbnn2onnx_ops.so"
 
@@ -55,7 +58,7 @@ def session_options(intra_op_num_threads: int | None = None,
 def inference_session(model: str | Path | bytes | onnx.ModelProto, intra_op_num_threads: int | None = None,
                       options: ort.SessionOptions | None = None) -> ort.InferenceSession:
     """An onnxruntime CPU session for `model` (path, serialized bytes or ModelProto) with the bnn2onnx ops."""
-    if isinstance(model, onnx.ModelProto):
+    if hasattr(model, "SerializeToString"):  # a ModelProto
         model = model.SerializeToString()
     elif isinstance(model, Path):
         model = str(model)
