@@ -285,6 +285,16 @@ def near_zero(x: np.ndarray) -> np.ndarray:
     return np.abs(x) <= TIE_TOLERANCE * (float(np.max(np.abs(x))) if x.size else 0.0)
 
 
+def values_on_sign_boundaries(float_model: onnx.ModelProto, feeds: dict[str, np.ndarray], inputs: list[int]) -> int:
+    """How many values reaching a PyTorch-style sign (0 -> 0) in the float model lie within float32 rounding of 0,
+    but not at 0 (a ReLU's exact zeros are the same in every runtime), on the given inputs: where two runtimes may
+    round a binarizer's input to different signs."""
+    _, zero_sign_inputs = binarized_reference(float_model)
+    values = _run_exposing(float_model, zero_sign_inputs, feeds)
+    return sum(int(np.sum((near_zero(values[name]) & (values[name] != 0))[inputs]))
+               for name in zero_sign_inputs if name in values)
+
+
 PERTURBATIONS = 8
 PERTURBATION = 1e-6  # relative: about 8 float32 steps
 

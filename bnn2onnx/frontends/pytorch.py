@@ -26,7 +26,7 @@ import onnx
 
 from bnn2onnx.errors import ConversionError, first_line
 from bnn2onnx.frontends.onnx_float import onnxruntime_predict
-from bnn2onnx.verification import compare_outputs, differing_input_indices, unstable_source
+from bnn2onnx.verification import compare_outputs, differing_input_indices, unstable_source, values_on_sign_boundaries
 
 EXPORTERS = ("dynamo", "legacy")
 # The exported graph must reproduce the module to this relative tolerance (float reassociation only), on the
@@ -197,13 +197,21 @@ def _check_export(module: Any, model: onnx.ModelProto, inputs: tuple, names: lis
                               f"{expected.shape}")
     differing = differing_input_indices(expected, actual, EXPORT_TOLERANCE)
     unproven = [i for i in differing if not unstable_source(predict, feeds, i)]
-    if unproven:
-        diff, scale, _ = compare_outputs(expected, actual)
+    if not unproven:
+        return
+    diff, scale, _ = compare_outputs(expected, actual)
+    differences = (f"the exported ONNX graph does not compute what the module computes ({len(unproven)} of "
+                   f"{len(expected)} inputs differ, by up to {diff:.3g} of max |output| {scale:.3g}")
+    invisible = ("something in forward is invisible to the exporter, such as a Python number computed from a "
+                 "tensor (frozen at its example value) or an in-place write the tracer does not record")
+    boundary = values_on_sign_boundaries(model, feeds, unproven)
+    if boundary:
         raise ConversionError(
-            f"the exported ONNX graph does not compute what the module computes ({len(unproven)} of "
-            f"{len(expected)} inputs differ, by up to {diff:.3g} of max |output| {scale:.3g}, and are not sign "
-            "ties): something in forward is invisible to the exporter, such as a Python number computed from a "
-            "tensor (frozen at its example value) or an in-place write the tracer does not record")
+            f"{differences}; {boundary} values reaching a sign there are within float32 rounding of 0, where "
+            "PyTorch and onnxruntime may round to different signs): an untrained model's batch norms (the "
+            "identity) put sums of +-1 on the sign's boundary, so convert the trained model or give the batch "
+            f"norms trained statistics; if it is trained, {invisible}")
+    raise ConversionError(f"{differences}, and are not sign ties): {invisible}")
 
 
 def torch_to_float_onnx(module: Any, example_input: Any, exporter: str = "dynamo") \
