@@ -35,7 +35,12 @@ SIGN_CONSTANTS = {"zero": np.float32(0), "one": np.float32(1), "minus_one": np.f
 
 
 def results(report) -> dict[str, tuple[int, list]]:
-    return {r.name: (r.rewrites, r.refused) for r in report.results}
+    """Rewrites and refusals per pass, summed over a pass that runs twice."""
+    summed: dict[str, tuple[int, list]] = {}
+    for r in report.results:
+        rewrites, refused = summed.get(r.name, (0, []))
+        summed[r.name] = (rewrites + r.rewrites, refused + list(r.refused))
+    return summed
 
 
 def test_where_binarizer_and_conv_become_binary_conv_and_match_float() -> None:
@@ -123,6 +128,25 @@ def test_transposes_around_a_binarizer_cancel() -> None:
     assert results(report)["sink_layout_ops"][0] >= 2
     x = RNG.standard_normal((2, 16, 3, 3)).astype(np.float32)
     np.testing.assert_allclose(run(converted, {"x": x}), run(source, {"x": x}, custom_ops=False), rtol=1e-6)
+
+
+@pytest.mark.parametrize("ceil_mode, pooled_as", [(0, "BinaryMaxPool2D"), (1, "MaxPool")])
+def test_max_pool_of_binarized_values_moves_above_the_binarizer(ceil_mode: int, pooled_as: str) -> None:
+    """bin -> MaxPool -> Conv (FINN's CNV): the Conv becomes binary; the pooling becomes a BinaryMaxPool2D where
+    that op has its attributes (not ceil_mode), else stays a float MaxPool before the binarizer."""
+    nodes = where_binarizer("x", "s") + [
+        helper.make_node("MaxPool", ["s"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                         ceil_mode=ceil_mode),
+        helper.make_node("Conv", ["p", "w"], ["y"], pads=[1, 1, 1, 1])]
+    source = model(nodes, {**SIGN_CONSTANTS, "w": RNG.choice([-1.0, 1.0], (8, 16, 3, 3)).astype(np.float32)},
+                   ["n", 16, 8, 8])
+    converted, report = optimize(source)
+    ops = Counter(n.op_type for n in converted.graph.node)
+    assert ops["BinaryConv2D"] == 1 and ops[pooled_as] == 1 and "Conv" not in ops, ops
+    assert results(report)["pool_before_binarizer"] == (1, [])
+    x = RNG.standard_normal((3, 16, 8, 8)).astype(np.float32)
+    x[:, :, ::3, ::2] = 0.0  # 0 binarizes to +1 in both
+    np.testing.assert_array_equal(run(converted, {"x": x}), run(source, {"x": x}, custom_ops=False))
 
 
 def test_batch_norm_before_the_next_binarizer_becomes_thresholds_with_all_directions() -> None:

@@ -229,9 +229,10 @@ def brevitas_binary_parts() -> tuple[Any, Callable[[], nn.Module], dict[str, Any
             {"weight_quant": SignedBinaryWeightPerTensorConst, "bias": False})
 
 
-def assert_matches_brevitas(module: nn.Module, model: onnx.ModelProto, seed: int) -> None:
+def assert_matches_brevitas(module: nn.Module, model: onnx.ModelProto, seed: int,
+                            shape: tuple[int, ...] = (3, 16, 16)) -> None:
     """Brevitas' own output on 16 random inputs, one at a time (the export fixed the batch at 1)."""
-    x = np.random.default_rng(seed).standard_normal((16, 1, 3, 16, 16)).astype(np.float32)
+    x = np.random.default_rng(seed).standard_normal((16, 1, *shape)).astype(np.float32)
     with torch.no_grad():
         expected = np.concatenate([module(torch.from_numpy(xi)).numpy() for xi in x])
     actual = np.concatenate([run(model, {model.graph.input[0].name: xi}) for xi in x])
@@ -283,6 +284,25 @@ def test_brevitas_qonnx_with_multi_bit_quantizers_converts_its_binary_layers(tmp
     assert result.verification.passed, result.verification.summary()
     assert [layer.op for layer in result.binary_layers] == ["BinaryConv2D", "BinaryConv2D", "BinaryDense"]
     assert_matches_brevitas(module, result.model, seed=10)
+
+
+def test_finn_cnv_converts_its_binary_convs_that_read_a_pooling(tmp_path: Path) -> None:
+    """brevitas_examples' CNV (FINN's BinaryNet CNV, 1-bit weights and activations) binarizes, then max-pools,
+    then convolves: 5 of its 6 convs (the first reads the 8-bit image) and its 3 dense layers become binary ops,
+    its 2 poolings BinaryMaxPool2D."""
+    pytest.importorskip("brevitas")
+    from brevitas.export import export_qonnx
+    from brevitas_examples.bnn_pynq.models import cnv_1w1a
+
+    module = tm.trained_looking(cnv_1w1a(pretrained=False), seed=3)
+    path = tmp_path / "cnv.onnx"
+    export_qonnx(module, torch.randn(1, 3, 32, 32), export_path=str(path))
+    result = convert_with_report(path)
+    assert result.verification.passed, result.verification.summary()
+    counts = op_count(result.model)
+    assert (counts["BinaryConv2D"], counts["BinaryDense"], counts["BinaryMaxPool2D"]) == (5, 3, 2), counts
+    assert [layer.op for layer in result.float_layers] == ["Conv"]
+    assert_matches_brevitas(module, result.model, seed=4, shape=(3, 32, 32))
 
 
 def test_float_onnx_with_where_binarizers_converts_through_the_cli(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from bnn2onnx.passes import (
     fuse_output_packing,
     fuse_residual_add,
     fuse_threshold_output,
+    pool_before_binarizer,
     recognise_binarizers,
     sink_layout_ops,
 )
@@ -45,7 +46,8 @@ Stage = tuple[Pass, ...]
 # The order matters:
 # - straight-through estimators before folding, so scaled sign weights fold from the sign itself;
 # - binarizers first in the second stage: every later pass matches on the canonical BitUnpack(BitPack(x));
-# - layout ops next (Transpose, Reshape), so each binary Conv sees its binarizer (and +1 Pad) directly;
+# - layout ops next (Transpose, Reshape), so each binary Conv sees its binarizer (and +1 Pad) directly; then
+#   max-pools of binarized values above their binarizers, and layout ops again (tf2onnx wraps a MaxPool in them);
 # - conv and dense fusion create the binary layers the remaining passes refine;
 # - max-pool before thresholds, so a layer -> BN -> MaxPool -> binarizer chain ends in a BitPack the
 #   threshold pass can absorb;
@@ -64,6 +66,8 @@ CANONICALISE: Stage = (
 )
 BINARIZE: Stage = (
     recognise_binarizers.run,
+    sink_layout_ops.run,
+    pool_before_binarizer.run,
     sink_layout_ops.run,
     fuse_binary_conv.run,
     fuse_binary_dense.run,
