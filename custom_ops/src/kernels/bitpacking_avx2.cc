@@ -4,12 +4,10 @@
 
 #include "kernels/bgemm.h"
 #include "kernels/bitpacking.h"
+#include "kernels/pack_blocks.h"
 
 namespace bnn2onnx {
 namespace {
-
-// Pixels whose words are built at once in a buffer of the stack.
-constexpr int64_t kBlockPixels = 512;
 
 // All-ones in the 32-bit lanes l < 8 of half `half` whose bit half * 8 + l is set in `mask`.
 inline __m256i LaneMask(uint16_t mask, int half) {
@@ -22,30 +20,19 @@ inline __m256i LaneMask(uint16_t mask, int half) {
 
 void PackChannelsAvx2(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin,
                       int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset) {
-  // As PackChannelsAvx512: each channel's floats in one sequential pass over a block of pixels, a compare per 8
-  // pixels ORing the channel's bit into their words; then the words go to their pixels.
-  alignas(32) Word words[kBlockPixels];
-  for (int64_t block = p_begin; block < p_end; block += kBlockPixels) {
-    const int64_t size = p_end - block < kBlockPixels ? p_end - block : kBlockPixels;
-    const int64_t vectors = size / 8 * 8;  // pixels of whole vectors; the rest one at a time
-    for (int64_t w = 0; w < WordsFor(count); ++w) {
-      const int64_t bits = count - w * kWordBits < kWordBits ? count - w * kWordBits : kWordBits;
-      for (int64_t i = 0; i < size; ++i) words[i] = 0;
-      for (int64_t b = 0; b < bits; ++b) {
-        const float* plane = x + (c_begin + w * kWordBits + b) * pixels + block;
-        const __m256i bit = _mm256_set1_epi32(static_cast<int>(1u << b));
-        for (int64_t i = 0; i < vectors; i += 8) {
-          // x < 0 (ordered: NaN, 0 and -0.0 are +1, bit 0; bit_convention.h).
-          const __m256 negative = _mm256_cmp_ps(_mm256_loadu_ps(plane + i), _mm256_setzero_ps(), _CMP_LT_OQ);
-          __m256i* at = reinterpret_cast<__m256i*>(words + i);
-          _mm256_store_si256(at, _mm256_or_si256(_mm256_load_si256(at),
-                                                 _mm256_and_si256(_mm256_castps_si256(negative), bit)));
-        }
-        for (int64_t i = vectors; i < size; ++i) words[i] |= SignBit(plane[i]) << b;
-      }
-      for (int64_t i = 0; i < size; ++i) out[(block + i) * out_stride + out_offset + w] = words[i];
+  const auto or_signs = [](const float* plane, Word bit, Word* words, int64_t size) {
+    const __m256i bits = _mm256_set1_epi32(static_cast<int>(bit));
+    const int64_t vectors = size / 8 * 8;
+    for (int64_t i = 0; i < vectors; i += 8) {
+      // x < 0 (ordered: NaN, 0 and -0.0 are +1, bit 0; bit_convention.h).
+      const __m256 negative = _mm256_cmp_ps(_mm256_loadu_ps(plane + i), _mm256_setzero_ps(), _CMP_LT_OQ);
+      __m256i* at = reinterpret_cast<__m256i*>(words + i);
+      _mm256_store_si256(at, _mm256_or_si256(_mm256_load_si256(at), _mm256_and_si256(_mm256_castps_si256(negative),
+                                                                                      bits)));
     }
-  }
+    return vectors;
+  };
+  PackChannelsInBlocks(x, pixels, c_begin, count, p_begin, p_end, out, out_stride, out_offset, or_signs);
 }
 
 void GatherPanelAvx2(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
