@@ -45,6 +45,16 @@ def library_path() -> Path:
     return installed
 
 
+def exact_session_options() -> ort.SessionOptions:
+    """Options for the converter's own runs of a model, computed by exactly its ops: graph optimizations off (they
+    fuse float ops, which then round differently), and only errors logged (onnxruntime's warnings about a source
+    model's form, such as initializers listed as graph inputs, are not about the conversion)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
 def session_options(intra_op_num_threads: int | None = None,
                     options: ort.SessionOptions | None = None) -> ort.SessionOptions:
     """SessionOptions (new, or the given ones) with the bnn2onnx ops registered."""

@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from bnn2onnx.ops import schema
 from bnn2onnx.ops.reference import bit_unpack
 from bnn2onnx.passes.recognise_binarizers import ZERO_TO_PLUS_ONE
-from bnn2onnx.runtime import inference_session, run_batched
+from bnn2onnx.runtime import exact_session_options, inference_session, run_batched
 
 if TYPE_CHECKING:
     from bnn2onnx.passes import PipelineReport
@@ -172,9 +171,7 @@ def _run_exposing(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.
     for name in names:
         if name not in known:
             exposed.graph.output.append(onnx.ValueInfoProto(name=name))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = inference_session(exposed, options=options)
+    session = inference_session(exposed, options=exact_session_options())
     outputs = [o.name for o in session.get_outputs()]
     return dict(zip(outputs, run_batched(session, feeds)))
 

@@ -13,7 +13,7 @@ import onnxruntime as ort
 from bnn2onnx.errors import ConversionError, first_line
 from bnn2onnx.frontends.qonnx import is_qonnx, lower_qonnx
 from bnn2onnx.ops import schema
-from bnn2onnx.runtime import run_batched
+from bnn2onnx.runtime import exact_session_options, run_batched
 
 
 def read_onnx(path: str | Path) -> onnx.ModelProto:
@@ -36,10 +36,9 @@ def load_float_onnx(path: str | Path) -> onnx.ModelProto:
 
 def onnxruntime_predict(model: onnx.ModelProto):
     """The float model's first output, computed by onnxruntime (no graph optimisations: exactly its ops)."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model.SerializeToString(), exact_session_options(),
+                                       providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime's own exception types
         raise ConversionError(f"onnxruntime cannot run the float model: {str(error).strip()[:300]}") from error
 

@@ -18,6 +18,7 @@ from bnn2onnx.ops import schema
 from bnn2onnx.passes.graph_tools import PassResult, bnn_node, constant, detach
 from bnn2onnx.passes.op_shapes import annotate
 from bnn2onnx.passes.per_channel_ops import chain_to
+from bnn2onnx.runtime import exact_session_options
 
 
 def accumulator_bound(node: gs.Node) -> int:
@@ -42,9 +43,8 @@ def _evaluate_chain(chain: list[gs.Node], values: np.ndarray, opset: int) -> np.
         tensor = out
     graph = gs.Graph(nodes=nodes, inputs=[source], outputs=[tensor], opset=opset)
     model = gs.export_onnx(graph)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), exact_session_options(),
+                                   providers=["CPUExecutionProvider"])
     return session.run(None, {"values": values})[0]
 
 
