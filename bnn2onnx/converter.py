@@ -142,7 +142,7 @@ def feeds_from_array(model: onnx.ModelProto, batch: np.ndarray) -> dict[str, np.
     return {inputs[0]: np.asarray(batch, dtype=np.float32)}
 
 
-def sign_like_ops_before(model: onnx.ModelProto, node: onnx.NodeProto) -> list[str]:
+def sign_like_ops_before(model: onnx.ModelProto, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     """The sign-like ops (SIGN_LIKE_OPS) among the elementwise and layout ops that compute a layer's input, nearest
     first: a binarizer spelled in a way no pass recognised."""
     producers = {output: n for n in model.graph.node for output in n.output}
@@ -153,7 +153,7 @@ def sign_like_ops_before(model: onnx.ModelProto, node: onnx.NodeProto) -> list[s
             continue
         seen.add(id(producer))
         if producer.op_type in SIGN_LIKE_OPS:
-            found.append(producer.op_type)
+            found.append(producer)
         pending.extend(name for name in producer.input if name)
     return found
 
@@ -167,8 +167,10 @@ def describe_layers(result: ConversionResult) -> None:
         elif node.op_type in FLOAT_LAYER_OPS:
             note = refusals.get(node.name, "input is not binarized: a full-precision layer")
             if node.name not in refusals and (sign_like := sign_like_ops_before(result.model, node)):
-                note = (f"input comes from sign-like ops ({' <- '.join(sign_like)}) that do not compute the binary "
-                        "sign (x < 0 -> -1, else +1), so the layer stays float")
+                # A sign a pass refused says why; any other did not compute the binary sign.
+                note = next((refusals[n.name] for n in sign_like if n.name in refusals), None) or (
+                    f"input comes from sign-like ops ({' <- '.join(n.op_type for n in sign_like)}) that do not "
+                    "compute the binary sign (x < 0 -> -1, else +1), so the layer stays float")
                 result.unrecognised_binarizers.append(f"{node.name}: {note}")
             result.float_layers.append(Layer(node.name, node.op_type, note))
 

@@ -125,6 +125,25 @@ def test_k_bit_quantizers_stay_float_and_verify() -> None:
     assert result.verification.export_differences in (None, result.verification.export_ties)
 
 
+@pytest.mark.parametrize("quantizer, reason", [("ste_heaviside", "sign of a non-negative tensor (Relu)"),
+                                               ("ste_tern", "sign of rounded values (Add)")])
+def test_heaviside_and_ternary_activations_stay_float_with_the_reason(quantizer: str, reason: str) -> None:
+    """larq's ste_heaviside (0 or 1) and ste_tern (-1, 0 or +1) are written with the sign op but are not
+    binarizers: the layers they feed stay float, saying why, and the result agrees with Keras."""
+    import larq as lq
+
+    inputs = tf.keras.Input((12, 12, 8))
+    x = tf.keras.layers.Conv2D(16, 3, padding="same")(inputs)
+    x = lq.layers.QuantConv2D(32, 3, padding="same", input_quantizer=quantizer, kernel_quantizer="ste_sign",
+                              use_bias=False)(x)
+    x = tf.keras.layers.BatchNormalization(beta_initializer="random_normal")(x)
+    x = lq.layers.QuantDense(10, input_quantizer=quantizer, kernel_quantizer="ste_sign")(tf.keras.layers.Flatten()(x))
+    result = convert_with_report(tf.keras.Model(inputs, x), samples=16)
+    assert result.binary_layers == []
+    assert sum(reason in layer.note for layer in result.float_layers) == 2, result.float_layers
+    assert result.verification.passed, result.verification.summary()
+
+
 @pytest.mark.parametrize("form", ["model object", "SavedModel"])
 def test_binarizer_written_as_a_plain_function_becomes_binary_layers(tmp_path: Path, form: str) -> None:
     model = function_binarizer()

@@ -17,6 +17,7 @@ import torch_models as tm
 from cli_runner import run_cli
 from ort_helpers import run
 from torch import nn
+from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from bnn2onnx import convert, convert_with_report
@@ -165,8 +166,32 @@ def test_binary_layer_with_an_exact_zero_weight_stays_float_with_the_reason() ->
 
 
 def test_exact_zero_at_a_pytorch_sign_is_reported_not_hidden() -> None:
-    """torch.sign(0) = 0, the binary layers' +1: after a ReLU half the signs see exact zeros; verification must
-    count them and the conversion must not pass as agreeing."""
+    """torch.sign(0) = 0, the binary layers' +1: a channel scaled by 0 before the sign is 0 everywhere;
+    verification must count the zeros and the conversion must not pass as agreeing."""
+
+    class ZeroChannelThenSign(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 3, padding=1)
+            self.binary = tm.XnorConv2d(16, 16, 3, padding=1, bias=False)
+            self.register_buffer("scale", torch.ones(1, 16, 1, 1).index_fill(1, torch.tensor([3]), 0.0))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.binary(self.stem(x) * self.scale).mean((2, 3))
+
+    module = tm.trained_looking(ZeroChannelThenSign(), seed=5)
+    result = convert_with_report(module, torch.randn(2, 3, 8, 8), exporter="legacy")
+    assert result.verification.sign_zeros > 0
+    assert not result.verification.passed
+    assert "exact zero(s) reached a PyTorch-style sign" in result.verification.summary()
+    with pytest.raises(ConversionError, match="exact zero"):
+        convert(module, torch.randn(2, 3, 8, 8), exporter="legacy")
+
+
+@pytest.mark.parametrize("activation", [torch.relu, lambda x: F.max_pool2d(torch.relu(x), 3, 1, 1)])
+def test_sign_of_a_non_negative_tensor_stays_float_with_the_reason(activation) -> None:
+    """sign(relu(x)) is 0 or 1, not a binarizer: the layer reading it stays float and says why, and the rest
+    converts and agrees (it used to be taken for a sign, and the whole conversion refused for its zeros)."""
 
     class ReluThenSign(nn.Module):
         def __init__(self) -> None:
@@ -175,15 +200,14 @@ def test_exact_zero_at_a_pytorch_sign_is_reported_not_hidden() -> None:
             self.binary = tm.XnorConv2d(16, 16, 3, padding=1, bias=False)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.binary(torch.relu(self.stem(x))).mean((2, 3))
+            return self.binary(activation(self.stem(x))).mean((2, 3))
 
     module = tm.trained_looking(ReluThenSign(), seed=5)
     result = convert_with_report(module, torch.randn(2, 3, 8, 8), exporter="legacy")
-    assert result.verification.sign_zeros > 0
-    assert not result.verification.passed
-    assert "exact zero(s) reached a PyTorch-style sign" in result.verification.summary()
-    with pytest.raises(ConversionError, match="exact zero"):
-        convert(module, torch.randn(2, 3, 8, 8), exporter="legacy")
+    assert result.verification.passed, result.verification.summary()
+    assert not result.binary_layers
+    assert any("sign of a non-negative tensor (Relu)" in layer.note for layer in result.float_layers), \
+        result.float_layers
 
 
 @pytest.mark.parametrize("exporter", ["legacy", "dynamo"])

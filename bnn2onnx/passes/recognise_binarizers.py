@@ -8,7 +8,9 @@ binary layer has no third value; 0 becomes +1 (docs/ops.md), which changes a res
 exactly 0. Verification counts those zeros (`verification.py`).
 - any other elementwise spelling a conv or dense layer reads, found by evaluating it on probe values
   (evaluated_binarizers.py).
-Not recognised, on purpose: Where(x > 0, 1, -1), which maps 0 to -1.
+Not recognised, on purpose: Where(x > 0, 1, -1), which maps 0 to -1; and a plain Sign of a tensor that is 0 for
+whole ranges of inputs rather than at single points, where 0 is a third value and not a rare tie: a non-negative
+tensor (Sign(Relu(x)) is larq's ste_heaviside, 0 or 1) or a sum of rounded values (larq's ste_tern, -1, 0 or 1).
 A binarizer's input Clip(u, lo, hi) with lo < 0 < hi (Hardtanh before the sign) has the sign of u, so u is
 binarized: the clip would only hide the float chain from the threshold pass.
 """
@@ -26,6 +28,7 @@ from bnn2onnx.passes.graph_tools import (
     constant,
     detach,
     fresh_variable,
+    producer,
     producer_op,
     scalar,
     uniform_value,
@@ -59,6 +62,38 @@ def _where_sign_input(node: gs.Node) -> gs.Tensor | None:
         test = producer_op(node.inputs[0], compare)
         if test is not None and uniform_value(test.inputs[1]) == 0.0 and (when_true, when_false) == expected:
             return test.inputs[0]
+    return None
+
+
+# Ops whose output is never negative; ops whose output is an integer, 0 for a whole interval of inputs (a
+# binarizer already made canonical, BitUnpack, is one); ops whose outputs are some of their input's values.
+NON_NEGATIVE_OPS = ("Relu", "Abs", "Sigmoid", "Softplus", "Exp", "Sqrt")
+ROUNDING_OPS = ("Round", "Floor", "Ceil", "Sign", schema.BIT_UNPACK)
+SELECTING_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "MaxPool")
+
+
+def _source_op(x: gs.Tensor) -> gs.Node | None:
+    """The op that computes x's values, past ops that only select or move them."""
+    source = producer(x)
+    while source is not None and source.op in SELECTING_OPS:
+        source = producer(source.inputs[0])
+    return source
+
+
+def _zero_is_a_third_value(x: gs.Tensor) -> str | None:
+    """Why Sign(x), mapping 0 to 0, has three values rather than two with rare ties at 0, else None."""
+    source = _source_op(x)
+    if source is None:
+        return None
+    clip_floor = scalar(constant(source.inputs[1])) if source.op == "Clip" and len(source.inputs) > 1 and \
+        source.inputs[1].name else None
+    if source.op in NON_NEGATIVE_OPS or (clip_floor is not None and clip_floor >= 0):
+        return (f"sign of a non-negative tensor ({source.op}): its values are 0 and 1, not -1 and +1, so the layers "
+                "reading it stay float")
+    rounded = all(constant(i) is not None or getattr(_source_op(i), "op", None) in ROUNDING_OPS for i in source.inputs)
+    if source.op in ROUNDING_OPS[:3] or (source.op in ("Add", "Sub") and rounded):
+        return (f"sign of rounded values ({source.op}): 0 is a third value (a ternary activation), not a rare tie, "
+                "so the layers reading it stay float")
     return None
 
 
@@ -115,6 +150,9 @@ def run(graph: gs.Graph) -> PassResult:
                 _replace(graph, node, x, result)
     graph.cleanup()  # the inner Signs of binarizers are gone: every Sign left is a plain one
     for node in [n for n in graph.nodes if n.op == "Sign" and constant(n.inputs[0]) is None]:
+        if (reason := _zero_is_a_third_value(node.inputs[0])) is not None:
+            result.refuse(node, reason)
+            continue
         x = _replace(graph, node, node.inputs[0], result)
         if x is not None:
             result.deviations.append((x.name, ZERO_TO_PLUS_ONE))
