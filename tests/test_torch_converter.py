@@ -165,6 +165,16 @@ def test_binary_layer_with_an_exact_zero_weight_stays_float_with_the_reason() ->
     assert_matches_torch(module, result.model, (3, 32, 32), seed=14)
 
 
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_binary_conv1d_layers_become_binary_ops_and_match_pytorch(exporter: str) -> None:
+    """Conv1d reading a sign: a 2-D conv over a height of 1 (BinaryConv2D), strided and dilated."""
+    module = tm.trained_looking(tm.SequenceBinaryNet(), seed=8)
+    result = convert_with_report(module, torch.randn(2, 4, 64), exporter=exporter)
+    assert op_count(result.model)["BinaryConv2D"] == 2, op_count(result.model)
+    assert result.verification.passed, result.verification.summary()
+    assert_matches_torch(module, result.model, (4, 64), seed=9)
+
+
 def test_exact_zero_at_a_pytorch_sign_is_reported_not_hidden() -> None:
     """torch.sign(0) = 0, the binary layers' +1: a channel scaled by 0 before the sign is 0 everywhere;
     verification must count the zeros and the conversion must not pass as agreeing."""

@@ -33,6 +33,30 @@ class XnorConv2d(nn.Conv2d):
                         self.padding)
 
 
+class XnorConv1d(nn.Conv1d):
+    """XnorConv2d over one axis (keyword spotting, ECG and other sequence BNNs)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight.abs().mean(dim=(1, 2), keepdim=True)
+        return F.conv1d(SignSTE.apply(x), SignSTE.apply(self.weight) * scale, self.bias, self.stride, self.padding,
+                        self.dilation)
+
+
+class SequenceBinaryNet(nn.Module):
+    """A 1-D BNN: float stem, binary Conv1d layers (strided, dilated) with BN + Hardtanh, float classifier."""
+
+    def __init__(self, channels: int = 4, width: int = 32, classes: int = 5) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv1d(channels, width, 5, padding=2), nn.BatchNorm1d(width), nn.Hardtanh(),
+            XnorConv1d(width, width, 3, padding=1, stride=2, bias=False), nn.BatchNorm1d(width), nn.Hardtanh(),
+            XnorConv1d(width, 2 * width, 3, padding=2, dilation=2, bias=False), nn.BatchNorm1d(2 * width))
+        self.classifier = nn.Linear(2 * width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).mean(-1))
+
+
 class BinaryLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(SignSTE.apply(x), SignSTE.apply(self.weight), self.bias)

@@ -18,6 +18,7 @@ from bnn2onnx.passes import (
     cancel_pack_unpack,
     cancel_straight_through,
     constant_reshape_targets,
+    conv1d_as_conv2d,
     dedupe_constants,
     drop_broadcast_expands,
     fold_constants,
@@ -46,6 +47,7 @@ Stage = tuple[Pass, ...]
 # The order matters:
 # - straight-through estimators before folding, so scaled sign weights fold from the sign itself;
 # - binarizers first in the second stage: every later pass matches on the canonical BitUnpack(BitPack(x));
+# - 1-D convs reading a binarizer as 2-D convs (an Unsqueeze before them, a Squeeze after);
 # - layout ops next (Transpose, Reshape), so each binary Conv sees its binarizer (and +1 Pad) directly; then
 #   max-pools of binarized values above their binarizers, and layout ops again (tf2onnx wraps a MaxPool in them);
 # - conv and dense fusion create the binary layers the remaining passes refine;
@@ -66,6 +68,7 @@ CANONICALISE: Stage = (
 )
 BINARIZE: Stage = (
     recognise_binarizers.run,
+    conv1d_as_conv2d.run,
     sink_layout_ops.run,
     pool_before_binarizer.run,
     sink_layout_ops.run,
