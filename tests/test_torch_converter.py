@@ -175,6 +175,17 @@ def test_binary_conv1d_layers_become_binary_ops_and_match_pytorch(exporter: str)
     assert_matches_torch(module, result.model, (4, 64), seed=9)
 
 
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_binary_linear_over_tokens_becomes_binary_dense_and_matches_pytorch(exporter: str) -> None:
+    """Linear reading a sign of a [batch, tokens, features] tensor: one BinaryDense over the stacked tokens, the
+    leading dimensions given back at run time (batches of 1, 3 and 16)."""
+    module = tm.trained_looking(tm.TokenBinaryMLP(), seed=10)
+    result = convert_with_report(module, torch.randn(2, 10, 8), exporter=exporter)
+    assert op_count(result.model)["BinaryDense"] == 2, op_count(result.model)
+    assert result.verification.passed, result.verification.summary()
+    assert_matches_torch(module, result.model, (10, 8), seed=11)
+
+
 def test_exact_zero_at_a_pytorch_sign_is_reported_not_hidden() -> None:
     """torch.sign(0) = 0, the binary layers' +1: a channel scaled by 0 before the sign is 0 everywhere;
     verification must count the zeros and the conversion must not pass as agreeing."""

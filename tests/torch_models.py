@@ -62,6 +62,22 @@ class BinaryLinear(nn.Linear):
         return F.linear(SignSTE.apply(x), SignSTE.apply(self.weight), self.bias)
 
 
+class TokenBinaryMLP(nn.Module):
+    """Binary Linear layers applied to every token of a [batch, tokens, features] sequence (a BNN MLP block)."""
+
+    def __init__(self, features: int = 8, width: int = 64, classes: int = 3) -> None:
+        super().__init__()
+        self.embed = nn.Linear(features, width)
+        self.norm = nn.LayerNorm(width)
+        self.up = BinaryLinear(width, width)
+        self.down = BinaryLinear(width, width // 2)
+        self.head = nn.Linear(width // 2, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.hardtanh(self.up(self.norm(self.embed(x))))
+        return self.head(self.down(h)).mean(1)
+
+
 class WhereSign(nn.Module):
     """sign with 0 -> +1, as torch.where writes it."""
 

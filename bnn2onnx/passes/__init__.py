@@ -20,6 +20,7 @@ from bnn2onnx.passes import (
     constant_reshape_targets,
     conv1d_as_conv2d,
     dedupe_constants,
+    dense_over_rows,
     drop_broadcast_expands,
     fold_constants,
     fold_input_transpose,
@@ -47,7 +48,8 @@ Stage = tuple[Pass, ...]
 # The order matters:
 # - straight-through estimators before folding, so scaled sign weights fold from the sign itself;
 # - binarizers first in the second stage: every later pass matches on the canonical BitUnpack(BitPack(x));
-# - 1-D convs reading a binarizer as 2-D convs (an Unsqueeze before them, a Squeeze after);
+# - 1-D convs reading a binarizer as 2-D convs (an Unsqueeze before them, a Squeeze after), and dense layers
+#   over the rows of a sequence as one over the rows stacked (a Flatten before, a Reshape after);
 # - layout ops next (Transpose, Reshape), so each binary Conv sees its binarizer (and +1 Pad) directly; then
 #   max-pools of binarized values above their binarizers, and layout ops again (tf2onnx wraps a MaxPool in them);
 # - conv and dense fusion create the binary layers the remaining passes refine;
@@ -69,6 +71,7 @@ CANONICALISE: Stage = (
 BINARIZE: Stage = (
     recognise_binarizers.run,
     conv1d_as_conv2d.run,
+    dense_over_rows.run,
     sink_layout_ops.run,
     pool_before_binarizer.run,
     sink_layout_ops.run,
