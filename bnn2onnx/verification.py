@@ -144,14 +144,13 @@ def compare_outputs(source: np.ndarray, converted: np.ndarray) -> tuple[float, f
 
 
 def binarized_reference(float_model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    """The float model with its binarizers in canonical form, BitUnpack(BitPack(x)), moved past transposes and
-    max-pools as the converter moves them: it computes exactly what the float model computes (but at exact zeros
-    reaching a PyTorch-style sign, whose inputs are returned too), and its packed tensors have the names the
+    """The float model with its binarizers in canonical form, BitUnpack(BitPack(x)), placed as the converter places
+    them (past transposes, reshapes and max-pools): it computes exactly what the float model computes (but at exact
+    zeros reaching a PyTorch-style sign, whose inputs are returned too), and its packed tensors have the names the
     converted model gives them, so both can be compared binarizer by binarizer."""
-    from bnn2onnx.passes import CANONICALISE, optimize, pool_before_binarizer, recognise_binarizers, sink_layout_ops
+    from bnn2onnx.passes import CANONICALISE, PLACE_BINARIZERS, optimize
 
-    moves = (recognise_binarizers.run, sink_layout_ops.run, pool_before_binarizer.run, sink_layout_ops.run)
-    reference, report = optimize(float_model, (CANONICALISE, moves))
+    reference, report = optimize(float_model, (CANONICALISE, PLACE_BINARIZERS))
     return reference, zero_sign_tensors(report)
 
 

@@ -68,13 +68,17 @@ CANONICALISE: Stage = (
     fold_constants.run,
     constant_reshape_targets.run,
 )
-BINARIZE: Stage = (
+# The binarizers in canonical form, placed where the layers read them: exact rewrites of the float model, which
+# verification's reference (verification.binarized_reference) runs too.
+PLACE_BINARIZERS: Stage = (
     recognise_binarizers.run,
     conv1d_as_conv2d.run,
     dense_over_rows.run,
     sink_layout_ops.run,
     pool_before_binarizer.run,
     sink_layout_ops.run,
+)
+BINARIZE: Stage = PLACE_BINARIZERS + (
     fuse_binary_conv.run,
     fuse_binary_dense.run,
     fuse_binary_maxpool.run,
