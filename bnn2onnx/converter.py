@@ -160,12 +160,15 @@ def sign_like_ops_before(model: onnx.ModelProto, node: onnx.NodeProto) -> list[o
 
 def describe_layers(result: ConversionResult) -> None:
     refusals = {name: reason for r in result.pipeline.results for name, reason in r.refused}
+    unpacked = {o for n in result.model.graph.node if n.op_type == schema.BIT_UNPACK for o in n.output}
     for node in result.model.graph.node:
         if node.op_type in BINARY_OPS:
             packed = any(a.name == "packed_output" and a.i == 1 for a in node.attribute)
             result.binary_layers.append(Layer(node.name, node.op_type, "packed output" if packed else "float output"))
         elif node.op_type in FLOAT_LAYER_OPS:
             note = refusals.get(node.name, "input is not binarized: a full-precision layer")
+            if node.name not in refusals and node.input[0] in unpacked:
+                note = f"input is binarized, but no binary op computes {node.op_type}, so the layer stays float"
             if node.name not in refusals and (sign_like := sign_like_ops_before(result.model, node)):
                 # A sign a pass refused says why; any other did not compute the binary sign.
                 note = next((refusals[n.name] for n in sign_like if n.name in refusals), None) or (

@@ -144,6 +144,26 @@ def test_heaviside_and_ternary_activations_stay_float_with_the_reason(quantizer:
     assert result.verification.passed, result.verification.summary()
 
 
+def test_binary_layers_without_a_binary_op_stay_float_and_say_so() -> None:
+    """QuantSeparableConv2D: its depthwise part reads the binarized input (BinaryConv2D), its pointwise part the
+    float depthwise output; QuantConv2DTranspose reads a binarized input, but no binary op computes it."""
+    import larq as lq
+
+    inputs = tf.keras.Input((12, 12, 8))
+    x = tf.keras.layers.BatchNormalization(beta_initializer="random_normal")(tf.keras.layers.Conv2D(16, 3)(inputs))
+    x = lq.layers.QuantSeparableConv2D(32, 3, padding="same", input_quantizer="ste_sign", use_bias=False,
+                                       depthwise_quantizer="ste_sign", pointwise_quantizer="ste_sign")(x)
+    x = tf.keras.layers.BatchNormalization(beta_initializer="random_normal")(x)
+    x = lq.layers.QuantConv2DTranspose(8, 3, strides=2, padding="same", input_quantizer="ste_sign",
+                                       kernel_quantizer="ste_sign")(x)
+    result = convert_with_report(tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(x)), samples=16)
+    assert [layer.op for layer in result.binary_layers] == ["BinaryConv2D"]
+    notes = {layer.op: layer.note for layer in result.float_layers if "binarized" in layer.note}
+    assert notes["ConvTranspose"] == "input is binarized, but no binary op computes ConvTranspose, so the layer " \
+        "stays float", notes
+    assert result.verification.passed, result.verification.summary()
+
+
 @pytest.mark.parametrize("form", ["model object", "SavedModel"])
 def test_binarizer_written_as_a_plain_function_becomes_binary_layers(tmp_path: Path, form: str) -> None:
     model = function_binarizer()
