@@ -29,8 +29,14 @@ def _leading_dims_and(graph: gs.Graph, source: gs.Tensor, rank: int, last: int, 
     return target
 
 
+# Slice takes its starts and ends as inputs from opset 10.
+SLICE_INPUTS_OPSET = 10
+
+
 def run(graph: gs.Graph) -> PassResult:
     result = PassResult("dense_over_rows")
+    if graph.opset < SLICE_INPUTS_OPSET:
+        return result
     for matmul in [n for n in graph.nodes if n.op == "MatMul" and n.domain in (None, "", "ai.onnx")]:
         x, out = matmul.inputs[0], matmul.outputs[0]
         unpack = is_binarized(x)
