@@ -40,9 +40,10 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.
 def quicknet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """larq_zoo QuickNet with random weights and batch norms, converted, with its logits (the softmax's input) as
     the first output, so the comparison sees the values before a softmax rounds most of them to 0."""
-    import larq_zoo  # keras_models has set up legacy Keras for larq
-    from keras_models import randomize_batch_norms
+    from keras_models import randomize_batch_norms, tf
 
+    tf.keras.utils.set_random_seed(0)  # the zoo's weight initializers draw from it
+    import larq_zoo  # after keras_models, which sets up the legacy Keras larq needs
     model = bnn2onnx.convert(randomize_batch_norms(larq_zoo.sota.QuickNet(weights=None, input_shape=(224, 224, 3))),
                              verify_result=False)
     softmax = next(node for node in model.graph.node if node.op_type == "Softmax")
