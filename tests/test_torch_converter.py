@@ -186,6 +186,26 @@ def test_binary_linear_over_tokens_becomes_binary_dense_and_matches_pytorch(expo
     assert_matches_torch(module, result.model, (10, 8), seed=11)
 
 
+def test_binary_conv3d_stays_float_with_the_reason() -> None:
+    """No binary op computes a 3-D conv: the layer stays float, saying so, and the model agrees."""
+
+    class Volume(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv3d(1, 8, 3, padding=1), nn.BatchNorm3d(8))
+            self.binary = nn.Conv3d(8, 8, 3, padding=1, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = tm.SignSTE.apply(self.stem(x))
+            return F.conv3d(x, tm.SignSTE.apply(self.binary.weight), padding=1).mean((2, 3, 4))
+
+    result = convert_with_report(tm.trained_looking(Volume(), seed=1), torch.randn(2, 1, 6, 6, 6), exporter="legacy")
+    assert result.binary_layers == []
+    assert [layer.note for layer in result.float_layers][-1] == \
+        "a 3-D conv: BinaryConv2D computes 2-D convs (and 1-D ones as 2-D)"
+    assert result.verification.passed, result.verification.summary()
+
+
 def test_exact_zero_at_a_pytorch_sign_is_reported_not_hidden() -> None:
     """torch.sign(0) = 0, the binary layers' +1: a channel scaled by 0 before the sign is 0 everywhere;
     verification must count the zeros and the conversion must not pass as agreeing."""

@@ -47,8 +47,11 @@ def _rewrite(graph: gs.Graph, conv: gs.Node, result: PassResult) -> None:
         result.refuse(conv, f"auto_pad={conv.attrs['auto_pad']} (explicit pads needed)")
         return
     weights = constant(conv.inputs[1])
-    if weights is None or weights.ndim != 4:
-        result.refuse(conv, "weights are not a constant 4-D tensor")
+    if weights is None:
+        result.refuse(conv, "weights are not a constant")
+        return
+    if weights.ndim != 4:
+        result.refuse(conv, f"a {weights.ndim - 2}-D conv: BinaryConv2D computes 2-D convs (and 1-D ones as 2-D)")
         return
     magnitude, why_not = per_channel_magnitude(weights, 0)
     if magnitude is None:
@@ -79,6 +82,5 @@ def _rewrite(graph: gs.Graph, conv: gs.Node, result: PassResult) -> None:
 def run(graph: gs.Graph) -> PassResult:
     result = PassResult("fuse_binary_conv")
     for conv in [n for n in graph.nodes if n.op == "Conv" and n.domain in (None, "", "ai.onnx")]:
-        if len(conv.inputs[1].shape or []) == 4:
-            _rewrite(graph, conv, result)
+        _rewrite(graph, conv, result)
     return result
