@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from bnn2onnx.passes.graph_tools import PassResult, constant, detach, fresh_variable, is_binarized
+from bnn2onnx.passes.graph_tools import (
+    PassResult,
+    binarizer_input,
+    constant,
+    detach,
+    fresh_variable,
+    is_binarized,
+)
 
 
 def _leading_dims_and(graph: gs.Graph, source: gs.Tensor, rank: int, last: int, name: str) -> gs.Tensor:
@@ -44,7 +51,7 @@ def run(graph: gs.Graph) -> PassResult:
         if unpack is None or weights is None or weights.ndim != 2 or x.shape is None or len(x.shape) < 3:
             continue
         rank, name = len(x.shape), matmul.name or "dense"
-        float_input = unpack.inputs[0].inputs[0].inputs[0]  # BitUnpack <- BitPack <- x: the same shape as x
+        float_input = binarizer_input(unpack)  # the same shape as x
         rows = fresh_variable(graph, f"{name}_rows", x.dtype, [f"{name}_row_count", x.shape[-1]])
         row_outputs = fresh_variable(graph, f"{name}_row_outputs", out.dtype,
                                      [f"{name}_row_count", int(weights.shape[1])])

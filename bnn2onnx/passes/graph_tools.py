@@ -142,6 +142,11 @@ def is_binarized(tensor: gs.Tensor) -> gs.Node | None:
     return unpack
 
 
+def binarizer_input(unpack: gs.Node) -> gs.Tensor:
+    """The float tensor x of a recognised binarizer BitUnpack(BitPack(x)), given its BitUnpack (is_binarized)."""
+    return unpack.inputs[0].inputs[0].inputs[0]
+
+
 def binarized_pad(tensor: gs.Tensor) -> tuple[gs.Node, np.ndarray] | None:
     """(the Pad, its pads) when `tensor` is a constant-mode Pad of a binarized tensor with constant pads over every
     axis (no axes input), else None."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from bnn2onnx.passes.graph_tools import PassResult, detach, fresh_variable, is_binarized
+from bnn2onnx.passes.graph_tools import PassResult, binarizer_input, detach, fresh_variable, is_binarized
 from bnn2onnx.passes.recognise_binarizers import binarize
 
 
@@ -20,7 +20,7 @@ def _lift(graph: gs.Graph, pool: gs.Node) -> bool:
     out = pool.outputs[0] if len(pool.outputs) == 1 else None  # no Indices output: those are the float's
     if unpack is None or out is None or out.shape is None or len(out.shape) < 2 or not isinstance(out.shape[1], int):
         return False
-    x = unpack.inputs[0].inputs[0].inputs[0]  # BitUnpack <- BitPack <- x
+    x = binarizer_input(unpack)
     pooled = fresh_variable(graph, f"{pool.name}_pooled", x.dtype, list(out.shape))
     graph.nodes.append(gs.Node("MaxPool", f"{pool.name}_float", dict(pool.attrs), [x], [pooled]))
     detach(pool)

@@ -65,10 +65,12 @@ def _where_sign_input(node: gs.Node) -> gs.Tensor | None:
     return None
 
 
-# Ops whose output is never negative; ops whose output is an integer, 0 for a whole interval of inputs (a
-# binarizer already made canonical, BitUnpack, is one); ops whose outputs are some of their input's values.
+# Ops whose output is never negative; ops that round to integers, 0 for a whole interval of inputs; ops whose
+# outputs are integers (signs, and binarizers already made canonical, BitUnpack); ops whose outputs are some of
+# their input's values.
 NON_NEGATIVE_OPS = ("Relu", "Abs", "Sigmoid", "Softplus", "Exp", "Sqrt")
-ROUNDING_OPS = ("Round", "Floor", "Ceil", "Sign", schema.BIT_UNPACK)
+ROUNDING_OPS = ("Round", "Floor", "Ceil")
+INTEGER_OPS = (*ROUNDING_OPS, "Sign", schema.BIT_UNPACK)
 SELECTING_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "MaxPool")
 
 
@@ -90,8 +92,8 @@ def _zero_is_a_third_value(x: gs.Tensor) -> str | None:
     if source.op in NON_NEGATIVE_OPS or (clip_floor is not None and clip_floor >= 0):
         return (f"sign of a non-negative tensor ({source.op}): its values are 0 and 1, not -1 and +1, so the layers "
                 "reading it stay float")
-    rounded = all(constant(i) is not None or getattr(_source_op(i), "op", None) in ROUNDING_OPS for i in source.inputs)
-    if source.op in ROUNDING_OPS[:3] or (source.op in ("Add", "Sub") and rounded):
+    integers = all(constant(i) is not None or getattr(_source_op(i), "op", None) in INTEGER_OPS for i in source.inputs)
+    if source.op in ROUNDING_OPS or (source.op in ("Add", "Sub") and integers):
         return (f"sign of rounded values ({source.op}): 0 is a third value (a ternary activation), not a rare tie, "
                 "so the layers reading it stay float")
     return None

@@ -18,6 +18,7 @@ import onnx_graphsurgeon as gs
 from bnn2onnx.passes.graph_tools import (
     PassResult,
     binarized_pad,
+    binarizer_input,
     constant,
     detach,
     fresh_variable,
@@ -44,7 +45,7 @@ def _sink_through_binarizer(graph: gs.Graph, transpose: gs.Node, perm: list[int]
     unpack = is_binarized(transpose.inputs[0])
     if unpack is None:
         return False
-    x = unpack.inputs[0].inputs[0].inputs[0]  # BitUnpack <- BitPack <- x
+    x = binarizer_input(unpack)
     if x.shape is None or not isinstance(x.shape[perm[1]], int):
         return False
     out = transpose.outputs[0]
@@ -62,7 +63,7 @@ def _sink_reshape_through_binarizer(graph: gs.Graph, reshape: gs.Node) -> bool:
     out = reshape.outputs[0]
     if unpack is None or out.shape is None or len(out.shape) < 2 or not isinstance(out.shape[1], int):
         return False
-    x = unpack.inputs[0].inputs[0].inputs[0]  # BitUnpack <- BitPack <- x
+    x = binarizer_input(unpack)
     reshaped = fresh_variable(graph, f"{reshape.name}_reshaped", x.dtype, list(out.shape))
     graph.nodes.append(gs.Node(reshape.op, f"{reshape.name}_{reshape.op.lower()}", dict(reshape.attrs),
                                [x, *reshape.inputs[1:]], [reshaped]))
