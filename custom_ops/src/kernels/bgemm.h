@@ -135,6 +135,36 @@ void BinaryGemmNeon(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, 
                     int64_t words, const GemmOutput& out);
 #endif
 
+// The nibble form of GEMM operands, which the AVX2 kernel counts by table lookup (bgemm_tables_avx2.cc). A row or
+// column of `words` words becomes NibblePositions(words) positions; position 8k + 4h + q stands for nibble 2q + h
+// of word k (bits 8q + 4h to 8q + 4h + 3):
+// - A's rows: one byte per position, 16 times the row's nibble there (an offset into the lookup tables), rows
+//   NibblePositions(words) bytes apart;
+// - B's columns in nibble panels of kNibbleColumns: panel q holds columns [32q, 32q + 32), per position 32 bytes
+//   (column 32q + c's nibble at byte c), NibblePanelBytes(words) bytes per panel; every column of a panel is
+//   readable (zeros past the last).
+constexpr int64_t kNibbleColumns = 32;
+constexpr int64_t NibblePositions(int64_t words) { return 8 * words; }
+constexpr int64_t NibblePanelBytes(int64_t words) { return NibblePositions(words) * kNibbleColumns; }
+
+// The kernel that takes the nibble form (the AVX2 one, bgemm_tables_avx2.cc) and the conversions into it.
+struct NibbleKernel {
+  // The m rows of A (word k of row i at a[i * a_stride + k * a_step]) in the nibble form, at `rows`.
+  void (*rows)(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, int64_t words, uint8_t* rows);
+  // The 16 columns of one panel of a panel-layout matrix (PackPanels) as half `half` of a nibble panel (0: its
+  // columns 0-15, 1: 16-31).
+  void (*panel_half)(const Word* panel, int64_t words, uint8_t* nibble_panel, int64_t half);
+  // BinaryGemmFn's results from A's m rows and B's n columns in the nibble form, of `positions` positions each.
+  void (*gemm)(const uint8_t* rows, int64_t m, const uint8_t* panels, int64_t n, int64_t positions,
+               const GemmOutput& out);
+};
+
+// The instruction set's nibble kernel, or null where its GEMM takes words (BinaryGemmFor).
+const NibbleKernel* NibbleKernelFor(Isa isa);
+#if defined(BNN2ONNX_HAVE_X86_KERNELS)
+extern const NibbleKernel kNibbleKernelAvx2;
+#endif
+
 // Builds one panel of receptive fields straight from an image (BinaryConv2D's float output): word
 // t * tap_words + c of lane l is image[lane_offsets[l] + tap_offsets[t] + c] if bit l of tap_masks[t] is set (the
 // tap lies inside the image), else 0 (+1). Offsets are in words; every such index fits int32.
@@ -151,6 +181,10 @@ void GatherPanelAvx512(const Word* image, const int32_t* lane_offsets, const int
 #endif
 
 BinaryGemmFn BinaryGemmFor(Isa isa);
+// The columns that fill a kernel's tiles side by side: GEMM calls whose n is a multiple of it compute no idle
+// lanes but the last call's. Three panels (the AVX-512 tile's width), or with the AVX2 kernel two panels of 32
+// nibble columns (bgemm_avx2.cc).
+int64_t ColumnBlockFor(Isa isa);
 GatherPanelFn GatherPanelFor(Isa isa);  // AVX-512 or AVX2 gathers; the portable one otherwise
 
 }  // namespace bnn2onnx

@@ -64,6 +64,15 @@ BinaryGemmFn BinaryGemmFor(Isa isa) {
   }
 }
 
+const NibbleKernel* NibbleKernelFor(Isa isa) {
+#if defined(BNN2ONNX_HAVE_X86_KERNELS)
+  if (isa == Isa::kAvx2) return &kNibbleKernelAvx2;
+#endif
+  return (void)isa, nullptr;
+}
+
+int64_t ColumnBlockFor(Isa isa) { return NibbleKernelFor(isa) ? 2 * kNibbleColumns : 3 * kPanelLanes; }
+
 // The kernels that have x86 forms and a portable one: the x86 symbols exist only in x86 builds. The lane-bits
 // transpose has an AVX-512 form only (the AVX2 tier takes the pixels-as-lanes form with packed output only with
 // BNN2ONNX_IMPLICIT_GEMM=1).

@@ -59,11 +59,12 @@ inline void StoreFloatsAt(GemmOutput& out, const OutputParams& params, float* y,
   }
 }
 
-// Weights is the op's prepared form of input 1; it has an `out_channels` member.
+// Weights is the op's prepared form of input 1 for the chosen kernel's instruction set; it has an `out_channels`
+// member.
 template <class Weights>
 class BinaryLayer {
  public:
-  using Prepare = std::function<Weights(const TensorIn&)>;
+  using Prepare = std::function<Weights(const TensorIn&, Isa)>;
 
   BinaryLayer(const OrtKernelInfo* info, Prepare prepare)
       : spec_(ReadOutputSpec(Attributes(info))), isa_(SelectIsa()), gemm_(BinaryGemmFor(isa_)),
@@ -73,7 +74,7 @@ class BinaryLayer {
       Check(*x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || *x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
             "input (input 0) must be float or packed int32, got ", TypeName(*x_type));
     }
-    if (const auto w = ConstantInput(info, 1)) weights_ = prepare_(*w);
+    if (const auto w = ConstantInput(info, 1)) weights_ = prepare_(*w, isa_);
     const auto first = ConstantInput(info, 2), second = ConstantInput(info, 3);
     const bool post = HasInput(info, kPostMultiplierInput);
     const auto post_multiplier = post ? ConstantInput(info, kPostMultiplierInput) : std::nullopt;
@@ -88,7 +89,7 @@ class BinaryLayer {
   void WithInputs(Ort::KernelContext& ctx, F&& run) const {
     const TensorIn x = ReadInput(ctx, 0);
     std::optional<Weights> runtime_weights;
-    if (!weights_) runtime_weights = prepare_(ReadInput(ctx, 1));
+    if (!weights_) runtime_weights = prepare_(ReadInput(ctx, 1), isa_);
     const Weights& weights = weights_ ? *weights_ : *runtime_weights;
     std::optional<OutputParams> runtime_params;
     if (!params_) {

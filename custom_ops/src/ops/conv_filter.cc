@@ -4,8 +4,26 @@
 #include "kernels/bitpacking.h"
 
 namespace bnn2onnx {
+namespace {
 
-PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
+// The filter's nibble forms.
+void PrepareNibbles(PackedFilter& f, const ConvGeometry& g, const NibbleKernel& nibbles) {
+  const int64_t per_group = f.out_channels / g.group, group_words = PanelWords(per_group, f.field_words);
+  f.nibble_rows.resize(static_cast<size_t>(f.out_channels * NibblePositions(f.field_words)));
+  nibbles.rows(f.rows.data(), f.field_words, 1, f.out_channels, f.field_words, f.nibble_rows.data());
+  const int64_t group_bytes = GroupNibbleBytes(f, per_group);
+  f.nibble_panels.assign(static_cast<size_t>(g.group * group_bytes), 0);  // the last panel's missing half: zeros
+  for (int64_t grp = 0; grp < g.group; ++grp) {
+    for (int64_t p = 0; p * kPanelLanes < per_group; ++p) {
+      nibbles.panel_half(f.panels.data() + grp * group_words + p * f.field_words * kPanelLanes, f.field_words,
+                         f.nibble_panels.data() + grp * group_bytes + p / 2 * NibblePanelBytes(f.field_words), p % 2);
+    }
+  }
+}
+
+}  // namespace
+
+PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g, const NibbleKernel* nibbles) {
   CheckType(w, "weights (input 1)", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
   CheckRank(w, "weights (input 1)", 4);
   PackedFilter f;
@@ -36,6 +54,7 @@ PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g) {
     PackPanels(filters + grp * per_group * f.field_words, f.field_words, per_group, f.field_words,
                f.panels.data() + grp * group_words);
   }
+  if (nibbles) PrepareNibbles(f, g, *nibbles);
   f.tap_sum.resize(rows);
   for (int64_t r = 0; r < rows; ++r) {
     int32_t negatives = 0;

@@ -40,21 +40,42 @@ bool ImplicitGemmOnEveryIsa() {
 }
 
 // Work split of the GEMM. Pixels as lanes: tasks of up to kFilterBlock filters (a multiple of a word's 32, so a
-// task writes whole output words) x kPixelBlock pixels (whole panels, a multiple of the AVX-512 kernel's 3-panel
-// tile). Filters as lanes, packed output: tasks of kPixelRows pixels
+// task writes whole output words) x the kernel's column block of pixels (ColumnBlockFor: whole panels, at most
+// kMaxPixelBlock). Filters as lanes, packed output: tasks of kPixelRows pixels
 // (two of its 4-row tiles, within one panel of fields) x up to kFilterChunk filters (a multiple of the tile's 48
 // and of a word's 32, so a task writes whole output words). Filters as lanes, float output: tasks of up to
 // kScatterPixels pixels x kScatterFilters filters (two panels). Either way a small late layer (7x7 x 512) still
 // splits into enough tasks to balance two threads.
-constexpr int64_t kFilterBlock = 64, kPixelBlock = 3 * kPanelLanes, kPixelRows = 8, kFilterChunk = 192;
+constexpr int64_t kFilterBlock = 64, kMaxPixelBlock = 4 * kPanelLanes, kPixelRows = 8, kFilterChunk = 192;
 constexpr int64_t kScatterPixels = 256, kScatterFilters = 32;
 // The float input is packed in tasks of a band of whole input rows, at least kPackPixels pixels (long sequential
 // reads of each channel), x one word of a group's channels.
 constexpr int64_t kPackPixels = 256, kPackChannels = kWordBits;
 
-// ThreadScratch buffers: the receptive fields of an image; a packed-output task's dots.
+// ThreadScratch buffers: the receptive fields of an image, in words and in the nibble form; a packed-output task's
+// dots.
 struct FieldsScratch;
+struct NibbleFieldsScratch;
 struct DotsScratch;
+
+// One gathered panel of fields (panel `panel` of `panels`) in the nibble form, into a group's nibble fields: as the
+// rows of its first `rows` pixels (the filters-as-lanes GEMM's A), or with rows 0 as half of a nibble panel (the
+// pixels-as-lanes GEMM's B; the last nibble panel's other half, past the last pixel, zeroed).
+void ToNibbles(const NibbleKernel& nibbles, const Word* panel_fields, int64_t panel, int64_t panels, int64_t rows,
+               int64_t field_words, uint8_t* group_nibbles) {
+  if (rows > 0) {
+    nibbles.rows(panel_fields, 1, kPanelLanes, rows, field_words,
+                 group_nibbles + panel * kPanelLanes * NibblePositions(field_words));
+    return;
+  }
+  uint8_t* nibble_panel = group_nibbles + panel / 2 * NibblePanelBytes(field_words);
+  nibbles.panel_half(panel_fields, field_words, nibble_panel, panel % 2);
+  if (panel % 2 == 0 && panel == panels - 1) {
+    for (int64_t p = 0; p < NibblePositions(field_words); ++p) {
+      std::fill_n(nibble_panel + p * kNibbleColumns + kPanelLanes, kPanelLanes, uint8_t{0});
+    }
+  }
+}
 
 class BinaryConv2D {
  public:
@@ -83,10 +104,11 @@ class BinaryConv2D {
 
   explicit BinaryConv2D(const OrtKernelInfo* info)
       : geometry_(ReadGeometry(Attributes(info))),
-        layer_(info, [this](const TensorIn& w) { return PrepareFilter(w, geometry_); }),
+        layer_(info, [this](const TensorIn& w, Isa isa) { return PrepareFilter(w, geometry_, NibbleKernelFor(isa)); }),
         gather_panel_(GatherPanelFor(layer_.isa())), pack_channels_(PackChannelsFor(layer_.isa())),
         lane_bits_to_pixels_(LaneBitsToPixelsFor(layer_.isa())), sign_out_(HasOutput(info, 1)),
-        implicit_gemm_(IsAvx512(layer_.isa()) || ImplicitGemmOnEveryIsa()) {
+        implicit_gemm_(IsAvx512(layer_.isa()) || ImplicitGemmOnEveryIsa()),
+        pixel_block_(ColumnBlockFor(layer_.isa())), nibbles_(NibbleKernelFor(layer_.isa())) {
     Check(!sign_out_ || (layer_.spec().mode == OutputMode::kFloat && geometry_.group == 1),
           "output 1 (the packed signs of output 0) needs float output (packed_output=0) and group=1");
   }
@@ -229,6 +251,13 @@ class BinaryConv2D {
     Word* fields = implicit ? nullptr : ThreadScratch<FieldsScratch, Word>(
         static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
     const BinaryGemmFn gemm = layer_.gemm();
+    // With a nibble kernel (NibbleKernelFor) the fields are also converted to its form, per group: the
+    // pixels-as-lanes GEMM's nibble panels, or the filters-as-lanes GEMM's rows (a pixel's at p * positions).
+    const NibbleKernel* const nibbles = implicit ? nullptr : nibbles_;
+    const int64_t positions = NibblePositions(field_words);
+    const int64_t group_nibble_bytes = (pixels + kNibbleColumns - 1) / kNibbleColumns * NibblePanelBytes(field_words);
+    uint8_t* nibble_fields = nibbles ? ThreadScratch<NibbleFieldsScratch, uint8_t>(static_cast<size_t>(
+        CheckedProduct({g.group, group_nibble_bytes}, "receptive fields"))) : nullptr;
 
     const std::vector<int32_t> tap_offsets = TapOffsets(g, window, width, pixel_stride);
     const int64_t panels = (pixels + kPanelLanes - 1) / kPanelLanes;
@@ -238,9 +267,15 @@ class BinaryConv2D {
       if (!implicit) {
         ParallelFor(ctx, static_cast<size_t>(g.group * panels), [&](size_t task) {
           const int64_t grp = static_cast<int64_t>(task) / panels, panel = static_cast<int64_t>(task) % panels;
+          Word* const panel_fields = fields + grp * group_words + panel * field_words * kPanelLanes;
           gather_panel_(image + grp * g.words_per_group, tables->lane_offsets.data() + panel * kPanelLanes,
                         tap_offsets.data(), tables->tap_masks.data() + panel * f.Taps(), f.Taps(), g.words_per_group,
-                        fields + grp * group_words + panel * field_words * kPanelLanes);
+                        panel_fields);
+          if (nibbles) {
+            const int64_t rows = filter_lanes ? std::min(kPanelLanes, pixels - panel * kPanelLanes) : 0;
+            ToNibbles(*nibbles, panel_fields, panel, panels, rows, field_words,
+                      nibble_fields + grp * group_nibble_bytes);
+          }
         });
       }
       if (filter_lanes) {
@@ -249,7 +284,8 @@ class BinaryConv2D {
         // filters, so that two threads seldom write into one cache line of a row. With several groups, a task
         // takes every group's filters.
         const int64_t block = packed_out ? kPixelRows : std::min(pixels, kScatterPixels);
-        const int64_t chunk = g.group > 1 ? out_c : packed_out ? kFilterChunk : kScatterFilters;
+        const int64_t scatter_filters = nibbles ? 2 * kNibbleColumns : kScatterFilters;  // whole nibble tiles
+        const int64_t chunk = g.group > 1 ? out_c : packed_out ? kFilterChunk : scatter_filters;
         const int64_t chunks = (out_c + chunk - 1) / chunk;
         const int64_t tasks = (pixels + block - 1) / block * chunks;
         ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t task) {
@@ -297,6 +333,14 @@ class BinaryConv2D {
                 out.row_kinds = padding.pixel_kinds.data() + p;
                 out.kind_offsets = padding.offsets.data() + o_begin, out.kinds_stride = out_c;
               }
+              if (nibbles) {
+                // o_begin - grp * per_group is a multiple of the chunk, or 0: whole nibble panels.
+                nibbles->gemm(nibble_fields + grp * group_nibble_bytes + p * positions, next - p,
+                              f.nibble_panels.data() + grp * GroupNibbleBytes(f, per_group) +
+                                  (o_begin - grp * per_group) / kNibbleColumns * NibblePanelBytes(field_words),
+                              o_end - o_begin, positions, out);
+                continue;
+              }
               gemm(fields + grp * group_words + PanelOffset(p, field_words), 1, kPanelLanes, next - p,
                    PanelB(f.panels.data() + grp * PanelWords(per_group, field_words), o_begin - grp * per_group,
                           field_words),
@@ -314,19 +358,19 @@ class BinaryConv2D {
       // pixels up to the last output pixel (grid columns past the output width are computed, not stored).
       const int64_t columns = implicit ? GridColumns(grid, out_h, out_w) : pixels;
       const int64_t filter_blocks = (per_group + kFilterBlock - 1) / kFilterBlock;
-      const int64_t pixel_blocks = (columns + kPixelBlock - 1) / kPixelBlock;
+      const int64_t pixel_blocks = (columns + pixel_block_ - 1) / pixel_block_;
       ParallelFor(ctx, static_cast<size_t>(g.group * filter_blocks * pixel_blocks), [&](size_t task) {
-        const int64_t pixel_block = static_cast<int64_t>(task) % pixel_blocks;
+        const int64_t block = static_cast<int64_t>(task) % pixel_blocks;
         const int64_t filter_block = static_cast<int64_t>(task) / pixel_blocks;
         const int64_t grp = filter_block / filter_blocks;
         const int64_t o_begin = grp * per_group + filter_block % filter_blocks * kFilterBlock;
         const int64_t filters = std::min(kFilterBlock, (grp + 1) * per_group - o_begin);
-        const int64_t p_begin = pixel_block * kPixelBlock;
-        const int64_t count = std::min(kPixelBlock, columns - p_begin);
+        const int64_t p_begin = block * pixel_block_;
+        const int64_t count = std::min(pixel_block_, columns - p_begin);
         GemmOutput out{full_field, pixels};
         // Packed output, or the float output's signs (one group, so this task's filters fill whole words): per
         // panel and filter the panel's bits, then turned into the pixels' words.
-        uint16_t lane_bits[kPixelBlock / kPanelLanes * kFilterBlock];
+        uint16_t lane_bits[kMaxPixelBlock / kPanelLanes * kFilterBlock];
         Word* const bits_out = packed_out ? y_packed : y_bits;
         if (packed_out) {
           out.stride = kFilterBlock, out.lane_bits = lane_bits;
@@ -344,10 +388,16 @@ class BinaryConv2D {
           out.panel_valid = tables->panel_valid.data() + p_begin / kPanelLanes;
           out.panel_first = tables->panel_first.data() + p_begin / kPanelLanes;
         }
-        const GemmB b = implicit ? GemmB{image + grp * g.words_per_group * grid.plane_words + p_begin, kPanelLanes,
-                                         tables->grid_offsets.data()}
-                                 : PanelB(fields + grp * group_words, p_begin, field_words);
-        gemm(f.rows.data() + o_begin * field_words, field_words, 1, filters, b, count, field_words, out);
+        if (nibbles) {  // p_begin is a multiple of pixel_block_, two nibble panels
+          const uint8_t* panels = nibble_fields + grp * group_nibble_bytes;
+          nibbles->gemm(f.nibble_rows.data() + o_begin * positions, filters,
+                        panels + p_begin / kNibbleColumns * NibblePanelBytes(field_words), count, positions, out);
+        } else {
+          const GemmB b = implicit ? GemmB{image + grp * g.words_per_group * grid.plane_words + p_begin, kPanelLanes,
+                                           tables->grid_offsets.data()}
+                                   : PanelB(fields + grp * group_words, p_begin, field_words);
+          gemm(f.rows.data() + o_begin * field_words, field_words, 1, filters, b, count, field_words, out);
+        }
         for (int64_t panel = 0; bits_out && panel * kPanelLanes < count; ++panel) {
           const int64_t at = p_begin / kPanelLanes + panel;
           const int64_t lanes_in = std::min(kPanelLanes, count - panel * kPanelLanes);
@@ -385,6 +435,8 @@ class BinaryConv2D {
   LaneBitsToPixelsFn lane_bits_to_pixels_;
   bool sign_out_;  // output 1: the float output's signs, packed
   bool implicit_gemm_;  // whether ChooseGemmForm may pick the implicit GEMM (see ImplicitGemmOnEveryIsa)
+  int64_t pixel_block_;  // pixels per task with pixels as lanes (at most kMaxPixelBlock)
+  const NibbleKernel* nibbles_;  // the nibble kernel, if the instruction set's GEMM takes that form
   // TablesFor's tables for the last input size (height, width, words per pixel); runs of one session may come from
   // several threads.
   mutable struct {

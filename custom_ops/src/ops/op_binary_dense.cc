@@ -65,7 +65,7 @@ class BinaryDense {
 
   explicit BinaryDense(const OrtKernelInfo* info)
       : channels_in_(ReadChannelsIn(Attributes(info))),
-        layer_(info, [this](const TensorIn& w) { return PrepareWeights(w, channels_in_); }) {}
+        layer_(info, [this](const TensorIn& w, Isa) { return PrepareWeights(w, channels_in_); }) {}
 
   // layer_ holds a callback into this object: never copied or moved.
   BinaryDense(const BinaryDense&) = delete;

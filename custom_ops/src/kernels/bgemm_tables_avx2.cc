@@ -1,0 +1,181 @@
+// Built with -mavx2; called only when the CPU reports AVX2 (isa_dispatch.cc). No std:: templates here (see
+// bgemm_avx2.cc).
+//
+// The binary GEMM by table lookup, on operands in the nibble form (bgemm.h): popcount(a xor b) of a nibble of A
+// and a nibble of B is entry b of A's nibble's table, one of 16 (kTables). With A's nibble's table broadcast to
+// both 128-bit lanes and 32 columns' nibbles of B as vpshufb's indices, one shuffle and one byte add count 32
+// columns against a row at one position, where the nibble-lookup kernel (bgemm_avx2.cc) spends 8 vector
+// instructions on 8 columns' 32-bit words: half the vector instructions per bit pair. The table is loaded by its
+// offset (a byte of A's nibble form), so each row and position also costs two loads.
+//
+// Register tiles of 4 rows x 2 panels (64 columns): 8 byte counters, 2 panel vectors and a table of the 16 ymm
+// registers. Byte counters gain at most 4 per position and are widened to 16 bits every 63 positions, 16-bit ones
+// to 32 bits every 260 of those.
+#include <immintrin.h>
+
+#include <type_traits>
+
+#include "kernels/gemm_store_avx2.h"
+
+namespace bnn2onnx {
+namespace {
+
+constexpr int64_t kTileRows = 4;
+constexpr int64_t kBytePositions = 63, kShortPositions = kBytePositions * 260;
+
+// Entry x of table v is popcount(v xor x), v and x nibbles; table v starts at byte 16 * v (A's nibble form).
+struct Tables {
+  alignas(16) uint8_t entries[16][16];
+  constexpr Tables() : entries() {
+    for (int v = 0; v < 16; ++v) {
+      for (int x = 0; x < 16; ++x) {
+        const int y = v ^ x;
+        entries[v][x] = static_cast<uint8_t>((y & 1) + (y >> 1 & 1) + (y >> 2 & 1) + (y >> 3 & 1));
+      }
+    }
+  }
+};
+constexpr Tables kTables;
+
+// Rows [i, i + R) of A (from `rows`, `positions` bytes each) against C nibble panels (from `panels`, panel_stride
+// bytes apart): the columns [j, j + lanes) of the call.
+template <int R, int C, StoreForm kForm>
+__attribute__((noinline)) void Tile(const uint8_t* rows, const uint8_t* panels, int64_t panel_stride,
+                                    int64_t positions, const GemmOutput& out, int64_t i, int64_t j, int64_t lanes) {
+  const uint8_t* tables = &kTables.entries[0][0];
+  // Per row and panel, the 32-bit counts of columns 0-7, 8-15, 16-23 and 24-31.
+  __m256i totals[R][C][4];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) {
+      for (int g = 0; g < 4; ++g) totals[r][c][g] = _mm256_setzero_si256();
+    }
+  }
+  for (int64_t start = 0; start < positions; start += kShortPositions) {
+    const int64_t stop = positions < start + kShortPositions ? positions : start + kShortPositions;
+    // 16-bit counts: of columns 0-7 and 16-23, and of 8-15 and 24-31 (vpunpck*bw's lanes).
+    __m256i shorts[R][C][2];
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < C; ++c) shorts[r][c][0] = shorts[r][c][1] = _mm256_setzero_si256();
+    }
+    for (int64_t chunk = start; chunk < stop; chunk += kBytePositions) {
+      const int64_t end = stop < chunk + kBytePositions ? stop : chunk + kBytePositions;
+      __m256i bytes[R][C];
+      for (int r = 0; r < R; ++r) {
+        for (int c = 0; c < C; ++c) bytes[r][c] = _mm256_setzero_si256();
+      }
+      for (int64_t p = chunk; p < end; ++p) {
+        __m256i nibbles[C];
+        for (int c = 0; c < C; ++c) {
+          nibbles[c] = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(panels + c * panel_stride + p * kNibbleColumns));
+        }
+        for (int r = 0; r < R; ++r) {
+          const __m256i table = _mm256_broadcastsi128_si256(
+              _mm_load_si128(reinterpret_cast<const __m128i*>(tables + rows[r * positions + p])));
+          for (int c = 0; c < C; ++c) {
+            bytes[r][c] = _mm256_add_epi8(_mm256_shuffle_epi8(table, nibbles[c]), bytes[r][c]);
+          }
+        }
+        // Without this GCC copies every counter to another register at each position.
+        for (int r = 0; r < R; ++r) {
+          for (int c = 0; c < C; ++c) __asm__("" : "+x"(bytes[r][c]));
+        }
+      }
+      const __m256i zero = _mm256_setzero_si256();
+      for (int r = 0; r < R; ++r) {
+        for (int c = 0; c < C; ++c) {
+          shorts[r][c][0] = _mm256_add_epi16(shorts[r][c][0], _mm256_unpacklo_epi8(bytes[r][c], zero));
+          shorts[r][c][1] = _mm256_add_epi16(shorts[r][c][1], _mm256_unpackhi_epi8(bytes[r][c], zero));
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < C; ++c) {
+        for (int g = 0; g < 4; ++g) {
+          const __m256i s = shorts[r][c][g % 2];
+          const __m128i half = g < 2 ? _mm256_castsi256_si128(s) : _mm256_extracti128_si256(s, 1);
+          totals[r][c][g] = _mm256_add_epi32(totals[r][c][g], _mm256_cvtepu16_epi32(half));
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) {
+      for (int h = 0; h < 2; ++h) {  // the panel's columns 16h to 16h + 15
+        const int64_t first = kNibbleColumns * c + kPanelLanes * h;
+        if (first >= lanes) break;
+        const __m256i counts[2] = {totals[r][c][2 * h], totals[r][c][2 * h + 1]};
+        StoreCounts<kForm>(out, i + r, j + first, counts, lanes - first < kPanelLanes ? lanes - first : kPanelLanes);
+      }
+    }
+  }
+}
+
+void Rows(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, int64_t words, uint8_t* rows) {
+  for (int64_t i = 0; i < m; ++i) {
+    uint8_t* row = rows + i * NibblePositions(words);
+    for (int64_t k = 0; k < words; ++k) {
+      const Word w = a[i * a_stride + k * a_step];
+      // Byte by byte: 16 times the low nibble (positions 8k to 8k + 3), then 16 times the high one.
+      const Word low = (w << 4) & 0xf0f0f0f0u, high = w & 0xf0f0f0f0u;
+      __builtin_memcpy(row + 8 * k, &low, 4);
+      __builtin_memcpy(row + 8 * k + 4, &high, 4);
+    }
+  }
+}
+
+void PanelHalf(const Word* panel, int64_t words, uint8_t* nibble_panel, int64_t half) {
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0f);
+  // Within each 128-bit lane, byte q of its 4 words to dword q.
+  const __m256i by_byte = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,  //
+                                           0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  // Unpacked, the dwords hold byte q of lanes 0-3, 8-11, byte q + 1 of 0-3, 8-11, then the same of 4-7, 12-15.
+  const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  uint8_t* out = nibble_panel + half * kPanelLanes;
+  for (int64_t k = 0; k < words; ++k) {
+    const __m256i x[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k * kPanelLanes)),
+                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k * kPanelLanes + 8))};
+    for (int h = 0; h < 2; ++h) {  // low nibbles, then high ones
+      __m256i y[2];
+      for (int v = 0; v < 2; ++v) {
+        const __m256i nibbles = h == 0 ? x[v] : _mm256_srli_epi32(x[v], 4);
+        y[v] = _mm256_shuffle_epi8(_mm256_and_si256(nibbles, low_nibbles), by_byte);
+      }
+      // Bytes 0 and 1 of lanes 0-15, then bytes 2 and 3: one position per 128-bit half.
+      const __m256i pairs[2] = {_mm256_permutevar8x32_epi32(_mm256_unpacklo_epi32(y[0], y[1]), in_order),
+                                _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi32(y[0], y[1]), in_order)};
+      for (int q = 0; q < 4; ++q) {
+        const __m256i pair = pairs[q / 2];
+        const __m128i lanes = q % 2 == 0 ? _mm256_castsi256_si128(pair) : _mm256_extracti128_si256(pair, 1);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (8 * k + 4 * h + q) * kNibbleColumns), lanes);
+      }
+    }
+  }
+}
+
+void Gemm(const uint8_t* rows, int64_t m, const uint8_t* panels, int64_t n, int64_t positions, const GemmOutput& out) {
+  const int64_t panel_stride = positions * kNibbleColumns;
+  ForStoreForm(out, [&](auto form) {
+    for (int64_t j = 0; j < n; j += 2 * kNibbleColumns) {
+      const uint8_t* pair = panels + j / kNibbleColumns * panel_stride;
+      const int64_t lanes = n - j < 2 * kNibbleColumns ? n - j : 2 * kNibbleColumns;
+      const auto tile = [&](auto tile_rows, int64_t i) {
+        constexpr int R = decltype(tile_rows)::value;
+        if (lanes > kNibbleColumns) {
+          Tile<R, 2, form.value>(rows + i * positions, pair, panel_stride, positions, out, i, j, lanes);
+        } else {
+          Tile<R, 1, form.value>(rows + i * positions, pair, panel_stride, positions, out, i, j, lanes);
+        }
+      };
+      int64_t i = 0;
+      for (; i + kTileRows <= m; i += kTileRows) tile(std::integral_constant<int, kTileRows>{}, i);
+      for (; i < m; ++i) tile(std::integral_constant<int, 1>{}, i);
+    }
+  });
+}
+
+}  // namespace
+
+const NibbleKernel kNibbleKernelAvx2 = {Rows, PanelHalf, Gemm};
+
+}  // namespace bnn2onnx

@@ -1,0 +1,151 @@
+// The AVX2 kernels' output stage (bgemm_avx2.cc, bgemm_tables_avx2.cc): a tile's 32-bit counts of a run of 16
+// columns stored as GemmOutput says, in vectors where the form allows. Built with -mavx2 only; internal linkage
+// (gemm_store.h says why).
+#pragma once
+
+#include <immintrin.h>
+
+#include "kernels/gemm_store.h"
+
+namespace bnn2onnx {
+namespace {
+
+// What a GEMM call stores (GemmOutput), known once per call so that each tile's stores are compiled for it.
+enum class StoreForm { kBits, kFloatRows, kFloatColumns, kOther };
+
+StoreForm FormOf(const GemmOutput& out) {
+  if (out.words != nullptr || out.lane_bits != nullptr) return StoreForm::kBits;
+  if (out.floats == nullptr) return StoreForm::kOther;
+  return out.transposed ? StoreForm::kFloatColumns : StoreForm::kFloatRows;
+}
+
+// The common stores of a full panel (16 columns from j) in vectors, the others through StoreRun (gemm_store.h):
+// packed bits (words or lane bits), float rows (not transposed, no row kinds), and transposed floats (filters as
+// lanes: lane l is filter j + l, whose row gets pixel i's float). The same arithmetic as StoreRun. Returns false
+// when it stores nothing. Inlined into the tile (a call per row and panel cost 5-10% of a 64@56 layer), except
+// the transposed floats' scalar stores (StoreColumnsPanel), which slowed the tile down inlined (512@7: 3-5%).
+template <StoreForm kForm>
+inline __attribute__((always_inline)) bool StorePanel(const GemmOutput& out, int64_t i, int64_t j,
+                                                     const __m256i (&counts)[2]) {
+  if constexpr (kForm == StoreForm::kOther) return false;
+  constexpr bool bits_out = kForm == StoreForm::kBits, transposed = kForm == StoreForm::kFloatColumns;
+  // Float rows through a column map only where the panel is all output pixels.
+  const bool mapped = out.panel_valid != nullptr;
+  if (kForm == StoreForm::kFloatRows && (out.row_kinds || (mapped && out.panel_valid[j / kPanelLanes] != 0xffff))) {
+    return false;
+  }
+  const __m256i bits = _mm256_set1_epi32(out.bits);
+  __m256i dots[2];
+  for (int h = 0; h < 2; ++h) {
+    dots[h] = _mm256_sub_epi32(bits, _mm256_add_epi32(counts[h], counts[h]));
+    const int64_t at = j + 8 * h;
+    if (out.row_kinds && out.row_kinds[i] != 0) {
+      const int32_t* offsets = out.kind_offsets + out.row_kinds[i] * out.kinds_stride + at;
+      dots[h] = _mm256_add_epi32(dots[h], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets)));
+    }
+    if (out.column_kinds) {
+      // Offsets of 16 kinds: the kind's low 3 bits pick within each half of the row's table, bit 3 the half.
+      const __m256i kinds =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(out.column_kinds + at)));
+      const int32_t* table = out.kind_offsets + i * GemmOutput::kKinds;
+      const __m256i low =
+          _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(table)), kinds);
+      const __m256i high =
+          _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8)), kinds);
+      const __m256i upper = _mm256_cmpgt_epi32(kinds, _mm256_set1_epi32(7));
+      dots[h] = _mm256_add_epi32(dots[h], _mm256_blendv_epi8(low, high, upper));
+    }
+  }
+  if constexpr (bits_out) {
+    // Thresholds per column (words), or per row (lane_bits).
+    uint32_t run = 0;
+    for (int h = 0; h < 2; ++h) {
+      const __m256i below = out.lane_bits ? _mm256_set1_epi32(out.below[i])
+                                          : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.below + j + 8 * h));
+      const __m256i above = out.lane_bits ? _mm256_set1_epi32(out.above[i])
+                                          : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.above + j + 8 * h));
+      const __m256i set = _mm256_or_si256(_mm256_cmpgt_epi32(below, dots[h]), _mm256_cmpgt_epi32(dots[h], above));
+      run |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(set))) << (8 * h);
+    }
+    if (out.lane_bits) {
+      out.lane_bits[j / kPanelLanes * out.stride + i] = static_cast<uint16_t>(run);
+      return true;
+    }
+    // 16 columns from j (a multiple of 16) are one half of a word: x86 is little-endian.
+    reinterpret_cast<uint16_t*>(out.words + i * out.stride + j / kWordBits)[j / kPanelLanes % 2] =
+        static_cast<uint16_t>(run);
+    return true;
+  }
+  // A per-channel vector for the 8 lanes of half h: row i's value in every lane, or (transposed) each lane's filter's.
+  const auto per_channel = [&](const float* values, int h) {
+    return transposed ? _mm256_loadu_ps(values + j + 8 * h) : _mm256_set1_ps(values[i]);
+  };
+  // Transposed: lane l's float is `stride` floats after lane l - 1's (8 * stride fits int32: see the caller).
+  const __m256i lane_rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                               _mm256_set1_epi32(static_cast<int>(out.stride)));
+  uint32_t signs = 0;
+  for (int h = 0; h < 2; ++h) {
+    __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dots[h]), per_channel(out.multiplier, h)),
+                             per_channel(out.bias, h));
+    // max(0, y) is 0 > y ? 0 : y: NaN and -0.0 pass through, as `y < 0 ? 0 : y` does.
+    if (out.relu) y = _mm256_max_ps(_mm256_setzero_ps(), y);
+    if (out.post_multiplier) {
+      y = _mm256_add_ps(_mm256_mul_ps(y, per_channel(out.post_multiplier, h)), per_channel(out.post_bias, h));
+    }
+    const int64_t at = transposed ? (j + 8 * h) * out.stride + i
+                                      : i * out.stride + (mapped ? out.panel_first[j / kPanelLanes] : j) + 8 * h;
+    if (out.residual) {
+      y = _mm256_add_ps(y, transposed ? _mm256_i32gather_ps(out.residual + at, lane_rows, 4)
+                                          : _mm256_loadu_ps(out.residual + at));
+    }
+    if (out.final_relu) y = _mm256_max_ps(_mm256_setzero_ps(), y);
+    if constexpr (transposed) {  // AVX2 has no scatter
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, y);
+      for (int l = 0; l < 8; ++l) out.floats[at + l * out.stride] = lanes[l];
+    } else {
+      _mm256_storeu_ps(out.floats + at, y);
+    }
+    signs |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ))) << (8 * h);
+  }
+  if (out.sign_bits) SignsOf(out, i, j) = static_cast<uint16_t>(signs);
+  return true;
+}
+
+__attribute__((noinline)) bool StoreColumnsPanel(const GemmOutput& out, int64_t i, int64_t j,
+                                                 const __m256i (&counts)[2]) {
+  return StorePanel<StoreForm::kFloatColumns>(out, i, j, counts);
+}
+
+// Stores the counts of row i's columns [j, j + lanes), lanes <= 16: in vectors when the run is whole and the form
+// allows, else through StoreRun.
+template <StoreForm kForm>
+inline __attribute__((always_inline)) void StoreCounts(const GemmOutput& out, int64_t i, int64_t j,
+                                                      const __m256i (&counts)[2], int64_t lanes) {
+  if (lanes == kPanelLanes && (kForm == StoreForm::kFloatColumns ? StoreColumnsPanel(out, i, j, counts)
+                                                                  : StorePanel<kForm>(out, i, j, counts))) {
+    return;
+  }
+  alignas(32) int32_t lane_counts[kPanelLanes];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts), counts[0]);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lane_counts + 8), counts[1]);
+  StoreRun(out, i, j, lane_counts, lanes);
+}
+
+// Runs run(std::integral_constant<StoreForm, form>) for the call's output form.
+template <class Run>
+void ForStoreForm(const GemmOutput& out, Run&& run) {
+  switch (FormOf(out)) {
+    case StoreForm::kBits:
+      return run(std::integral_constant<StoreForm, StoreForm::kBits>{});
+    case StoreForm::kFloatRows:
+      return run(std::integral_constant<StoreForm, StoreForm::kFloatRows>{});
+    case StoreForm::kFloatColumns:
+      return run(std::integral_constant<StoreForm, StoreForm::kFloatColumns>{});
+    case StoreForm::kOther:
+      return run(std::integral_constant<StoreForm, StoreForm::kOther>{});
+  }
+}
+
+}  // namespace
+}  // namespace bnn2onnx
