@@ -19,29 +19,36 @@ StoreForm FormOf(const GemmOutput& out) {
   return out.transposed ? StoreForm::kFloatColumns : StoreForm::kFloatRows;
 }
 
-// The common stores of a full panel (16 columns from j) in vectors, the others through StoreRun (gemm_store.h):
-// packed bits (words or lane bits), float rows (not transposed, no row kinds), and transposed floats (filters as
-// lanes: lane l is filter j + l, whose row gets pixel i's float). The same arithmetic as StoreRun. Returns false
-// when it stores nothing. Inlined into the tile (a call per row and panel cost 5-10% of a 64@56 layer), except
-// the transposed floats' scalar stores (StoreColumnsPanel), which slowed the tile down inlined (512@7: 3-5%).
-template <StoreForm kForm>
+// The common stores of kGroups whole runs of 16 columns from j (a multiple of 16) of row i, in vectors, the others
+// through StoreRun (gemm_store.h): packed bits (words or lane bits), float rows (not transposed, no row kinds), and
+// transposed floats (filters as lanes: lane l is filter j + l, whose row gets pixel i's float). The same arithmetic
+// as StoreRun. counts[v] holds the counts of columns j + 8v to j + 8v + 7. Returns false when it stores nothing.
+// Inlined into the tile (a call per row and panel cost 5-10% of a 64@56 layer), except the transposed floats'
+// scalar stores (StoreColumnsPanel), which slowed the tile down inlined (512@7: 3-5%). Every value is read before
+// the first store: the stores' vector types may alias anything, so the compiler would read the output's
+// parameters again after each.
+template <StoreForm kForm, int kGroups = 1>
 inline __attribute__((always_inline)) bool StorePanel(const GemmOutput& out, int64_t i, int64_t j,
-                                                     const __m256i (&counts)[2]) {
+                                                     const __m256i (&counts)[2 * kGroups]) {
+  constexpr int kVectors = 2 * kGroups;
   if constexpr (kForm == StoreForm::kOther) return false;
   constexpr bool bits_out = kForm == StoreForm::kBits, transposed = kForm == StoreForm::kFloatColumns;
-  // Float rows through a column map only where the panel is all output pixels.
+  // Float rows through a column map only where the runs are all output pixels.
   const bool mapped = out.panel_valid != nullptr;
-  if (kForm == StoreForm::kFloatRows && (out.row_kinds || (mapped && out.panel_valid[j / kPanelLanes] != 0xffff))) {
-    return false;
+  if (kForm == StoreForm::kFloatRows && out.row_kinds) return false;
+  if (kForm == StoreForm::kFloatRows && mapped) {
+    for (int g = 0; g < kGroups; ++g) {
+      if (out.panel_valid[j / kPanelLanes + g] != 0xffff) return false;
+    }
   }
   const __m256i bits = _mm256_set1_epi32(out.bits);
-  __m256i dots[2];
-  for (int h = 0; h < 2; ++h) {
-    dots[h] = _mm256_sub_epi32(bits, _mm256_add_epi32(counts[h], counts[h]));
-    const int64_t at = j + 8 * h;
+  __m256i dots[kVectors];
+  for (int v = 0; v < kVectors; ++v) {
+    dots[v] = _mm256_sub_epi32(bits, _mm256_add_epi32(counts[v], counts[v]));
+    const int64_t at = j + 8 * v;
     if (out.row_kinds && out.row_kinds[i] != 0) {
       const int32_t* offsets = out.kind_offsets + out.row_kinds[i] * out.kinds_stride + at;
-      dots[h] = _mm256_add_epi32(dots[h], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets)));
+      dots[v] = _mm256_add_epi32(dots[v], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets)));
     }
     if (out.column_kinds) {
       // Offsets of 16 kinds: the kind's low 3 bits pick within each half of the row's table, bit 3 the half.
@@ -53,62 +60,77 @@ inline __attribute__((always_inline)) bool StorePanel(const GemmOutput& out, int
       const __m256i high =
           _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8)), kinds);
       const __m256i upper = _mm256_cmpgt_epi32(kinds, _mm256_set1_epi32(7));
-      dots[h] = _mm256_add_epi32(dots[h], _mm256_blendv_epi8(low, high, upper));
+      dots[v] = _mm256_add_epi32(dots[v], _mm256_blendv_epi8(low, high, upper));
     }
   }
   if constexpr (bits_out) {
     // Thresholds per column (words), or per row (lane_bits).
-    uint32_t run = 0;
-    for (int h = 0; h < 2; ++h) {
+    uint16_t runs[kGroups] = {};
+    for (int v = 0; v < kVectors; ++v) {
       const __m256i below = out.lane_bits ? _mm256_set1_epi32(out.below[i])
-                                          : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.below + j + 8 * h));
+                                          : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.below + j + 8 * v));
       const __m256i above = out.lane_bits ? _mm256_set1_epi32(out.above[i])
-                                          : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.above + j + 8 * h));
-      const __m256i set = _mm256_or_si256(_mm256_cmpgt_epi32(below, dots[h]), _mm256_cmpgt_epi32(dots[h], above));
-      run |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(set))) << (8 * h);
+                                          : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.above + j + 8 * v));
+      const __m256i set = _mm256_or_si256(_mm256_cmpgt_epi32(below, dots[v]), _mm256_cmpgt_epi32(dots[v], above));
+      runs[v / 2] |= static_cast<uint16_t>(_mm256_movemask_ps(_mm256_castsi256_ps(set)) << (8 * (v % 2)));
     }
-    if (out.lane_bits) {
-      out.lane_bits[j / kPanelLanes * out.stride + i] = static_cast<uint16_t>(run);
-      return true;
+    for (int g = 0; g < kGroups; ++g) {
+      const int64_t run_j = j + kPanelLanes * g;
+      if (out.lane_bits) {
+        out.lane_bits[run_j / kPanelLanes * out.stride + i] = runs[g];
+      } else {  // 16 columns from run_j (a multiple of 16) are one half of a word: x86 is little-endian.
+        reinterpret_cast<uint16_t*>(out.words + i * out.stride + run_j / kWordBits)[run_j / kPanelLanes % 2] = runs[g];
+      }
     }
-    // 16 columns from j (a multiple of 16) are one half of a word: x86 is little-endian.
-    reinterpret_cast<uint16_t*>(out.words + i * out.stride + j / kWordBits)[j / kPanelLanes % 2] =
-        static_cast<uint16_t>(run);
     return true;
   }
-  // A per-channel vector for the 8 lanes of half h: row i's value in every lane, or (transposed) each lane's filter's.
-  const auto per_channel = [&](const float* values, int h) {
-    return transposed ? _mm256_loadu_ps(values + j + 8 * h) : _mm256_set1_ps(values[i]);
+  // A per-channel vector for the 8 lanes of vector v: row i's value in every lane, or (transposed) each lane's
+  // filter's.
+  const auto per_channel = [&](const float* values, int v) {
+    return transposed ? _mm256_loadu_ps(values + j + 8 * v) : _mm256_set1_ps(values[i]);
   };
   // Transposed: lane l's float is `stride` floats after lane l - 1's (8 * stride fits int32: see the caller).
   const __m256i lane_rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                                _mm256_set1_epi32(static_cast<int>(out.stride)));
-  uint32_t signs = 0;
-  for (int h = 0; h < 2; ++h) {
-    __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dots[h]), per_channel(out.multiplier, h)),
-                             per_channel(out.bias, h));
+  __m256 ys[kVectors];
+  int64_t at[kVectors];
+  for (int v = 0; v < kVectors; ++v) {
+    __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dots[v]), per_channel(out.multiplier, v)),
+                             per_channel(out.bias, v));
     // max(0, y) is 0 > y ? 0 : y: NaN and -0.0 pass through, as `y < 0 ? 0 : y` does.
     if (out.relu) y = _mm256_max_ps(_mm256_setzero_ps(), y);
     if (out.post_multiplier) {
-      y = _mm256_add_ps(_mm256_mul_ps(y, per_channel(out.post_multiplier, h)), per_channel(out.post_bias, h));
+      y = _mm256_add_ps(_mm256_mul_ps(y, per_channel(out.post_multiplier, v)), per_channel(out.post_bias, v));
     }
-    const int64_t at = transposed ? (j + 8 * h) * out.stride + i
-                                      : i * out.stride + (mapped ? out.panel_first[j / kPanelLanes] : j) + 8 * h;
+    at[v] = transposed ? (j + 8 * v) * out.stride + i
+                       : i * out.stride + (mapped ? out.panel_first[j / kPanelLanes + v / 2] + 8 * (v % 2) : j + 8 * v);
     if (out.residual) {
-      y = _mm256_add_ps(y, transposed ? _mm256_i32gather_ps(out.residual + at, lane_rows, 4)
-                                          : _mm256_loadu_ps(out.residual + at));
+      y = _mm256_add_ps(y, transposed ? _mm256_i32gather_ps(out.residual + at[v], lane_rows, 4)
+                                      : _mm256_loadu_ps(out.residual + at[v]));
     }
     if (out.final_relu) y = _mm256_max_ps(_mm256_setzero_ps(), y);
+    ys[v] = y;
+  }
+  float* const floats = out.floats;
+  uint16_t* signs_at[kGroups];
+  for (int g = 0; g < kGroups; ++g) signs_at[g] = out.sign_bits ? &SignsOf(out, i, j + kPanelLanes * g) : nullptr;
+  for (int v = 0; v < kVectors; ++v) {
     if constexpr (transposed) {  // AVX2 has no scatter
       alignas(32) float lanes[8];
-      _mm256_store_ps(lanes, y);
-      for (int l = 0; l < 8; ++l) out.floats[at + l * out.stride] = lanes[l];
+      _mm256_store_ps(lanes, ys[v]);
+      for (int l = 0; l < 8; ++l) floats[at[v] + l * out.stride] = lanes[l];
     } else {
-      _mm256_storeu_ps(out.floats + at, y);
+      _mm256_storeu_ps(floats + at[v], ys[v]);
     }
-    signs |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ))) << (8 * h);
   }
-  if (out.sign_bits) SignsOf(out, i, j) = static_cast<uint16_t>(signs);
+  for (int g = 0; g < kGroups && signs_at[0]; ++g) {
+    uint32_t signs = 0;
+    for (int h = 0; h < 2; ++h) {
+      signs |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(ys[2 * g + h], _mm256_setzero_ps(), _CMP_LT_OQ)))
+               << (8 * h);
+    }
+    *signs_at[g] = static_cast<uint16_t>(signs);
+  }
   return true;
 }
 
