@@ -2,9 +2,10 @@
 popcount and add, registers only) built with the system C compiler for the tier the bnn2onnx kernels run at. A
 binary conv or dense of M outputs, N filters and a reduction of K bits has M * N * K / 512 units of 512 bit-pairs:
 with AVX-512 VPOPCNTDQ one 512-bit xor/popcount/add triple each (a popcount alone runs 1.5x faster, but every word
-needs its xor and its add); at the AVX2 tier the fastest of three ways to count them on this machine, chosen when
-the probe loads: nibble lookup (the GEMM's), Harley-Seal carry-save adding, and scalar 64-bit popcnt. Their time
-is a floor for the layer. The same loop on 2 threads shows how far 2 threads can scale at that moment.
+needs its xor and its add); at the AVX2 tier the fastest of four ways to count them on this machine, chosen when
+the probe loads: table lookup (the GEMM's), nibble lookup, Harley-Seal carry-save adding, and scalar 64-bit
+popcnt. Their time is a floor for the layer. The same loop on 2 threads shows how far 2 threads can scale at that
+moment.
 The probe times itself from the moment all its threads run: a thread started on an idle vCPU of this VM took up to
 1.6 ms to begin, which had made 2 threads of a 3 ms probe look no faster than one. The probe also samples the
 host's state (timing.HostLoad): how fast the core's loads from L1 run at that moment.
