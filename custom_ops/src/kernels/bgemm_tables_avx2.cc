@@ -132,8 +132,32 @@ __attribute__((noinline)) void Tile(const uint8_t* rows, const uint8_t* panels, 
 }
 
 void Rows(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, int64_t words, uint8_t* rows) {
-  for (int64_t i = 0; i < m; ++i) {
-    uint8_t* row = rows + i * NibblePositions(words);
+  const int64_t positions = NibblePositions(words);
+  int64_t i = 0;
+  if (a_stride == 1) {  // rows side by side (a panel's lanes): 8 rows' word k in one load
+    const __m256i high_nibbles = _mm256_set1_epi8(static_cast<char>(0xf0));
+    for (; i + 8 <= m; i += 8) {
+      uint8_t* row = rows + i * positions;
+      for (int64_t k = 0; k < words; ++k) {
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i + k * a_step));
+        const __m256i low = _mm256_and_si256(_mm256_slli_epi32(w, 4), high_nibbles);
+        const __m256i high = _mm256_and_si256(w, high_nibbles);
+        // Each row's 8 bytes of word k: its low nibbles' offsets, then its high nibbles'. Rows 0, 1, 4, 5 and
+        // 2, 3, 6, 7.
+        const __m256i pairs[2] = {_mm256_unpacklo_epi32(low, high), _mm256_unpackhi_epi32(low, high)};
+        for (int v = 0; v < 2; ++v) {
+          for (int half = 0; half < 2; ++half) {
+            const __m128i two = half == 0 ? _mm256_castsi256_si128(pairs[v]) : _mm256_extracti128_si256(pairs[v], 1);
+            const int64_t first = 4 * half + 2 * v;
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(row + first * positions + 8 * k), two);
+            _mm_storeh_pd(reinterpret_cast<double*>(row + (first + 1) * positions + 8 * k), _mm_castsi128_pd(two));
+          }
+        }
+      }
+    }
+  }
+  for (; i < m; ++i) {
+    uint8_t* row = rows + i * positions;
     for (int64_t k = 0; k < words; ++k) {
       const Word w = a[i * a_stride + k * a_step];
       // Byte by byte: 16 times the low nibble (positions 8k to 8k + 3), then 16 times the high one.
