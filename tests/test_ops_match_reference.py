@@ -143,6 +143,31 @@ def test_one_session_serves_several_threads_at_once() -> None:
         assert list(pool.map(serve, range(4))) == [turns] * 4
 
 
+@pytest.mark.parametrize("packed_output", [0, 1])
+def test_conv_with_fields_of_over_2_16_bits_matches_the_reference(packed_output: int) -> None:
+    """A receptive field of 70,000 bits: the AVX2 kernel's 16-bit counters are widened to 32 bits mid-field (every
+    65,520 bits), which the random cases' fields never reach. 70 filters and 7 pixels leave partial tiles on both
+    sides. Every kernel tier agrees with the reference."""
+    rng = np.random.default_rng(11)
+    channels_in, filters = 70_000, 70
+    weights = pack_conv_weights(random_signs(rng, (filters, channels_in, 1, 1)))
+    first, second = ((rng.integers(-60, 60, filters).astype(np.int32), rng.integers(-1, 2, filters).astype(np.int32))
+                     if packed_output else (random_float(rng, (filters,)), random_float(rng, (filters,))))
+    node = schema.make_node(schema.BINARY_CONV2D, ["x", "w", "first", "second"], ["y"], channels_in=channels_in,
+                            packed_output=packed_output)
+    x = random_float(rng, (1, channels_in, 1, 7))
+    graph = helper.make_graph(
+        [node], "wide", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.INT32 if packed_output else TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in {"w": weights, "first": first, "second": second}.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), schema.opset_import()])
+    expected = reference.binary_conv2d(x, weights=weights, first=first, second=second, channels_in=channels_in,
+                                       packed_output=packed_output)
+    for isa, implicit_gemm in ((None, False), *CAPPED_KERNELS):
+        actual = session(model, isa=isa, implicit_gemm=implicit_gemm).run(None, {"x": x})[0]
+        assert_same(actual, expected, f"kernels capped at {isa}{' with the implicit GEMM' * implicit_gemm}")
+
+
 def test_maxpool_windows_over_an_empty_input_are_minus_one() -> None:
     """Windows that see no input (here: an input of width 0 padded to 2) give -1, max over nothing; the kernel
     visits only taps inside the input, so 2^16 + 1 windows of 2^16 rows each cost nothing (numpy's reference
