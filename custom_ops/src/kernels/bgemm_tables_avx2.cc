@@ -109,8 +109,18 @@ __attribute__((noinline)) void Tile(const uint8_t* rows, const uint8_t* panels, 
     }
   }
   // A row's columns are stored at once where the tile is whole and the form allows (the same for every row of a
-  // call), else a run of 16 at a time. Not unrolled: the tile's code would no longer fit the op cache (measured
-  // 1.1-1.4x slower unrolled).
+  // call), transposed floats 4 rows at once, else a run of 16 at a time. Not unrolled: the tile's code would no
+  // longer fit the op cache (measured 1.1-1.4x slower unrolled).
+  if constexpr (kForm == StoreForm::kFloatColumns && R == 4) {
+    if (lanes == C * kNibbleColumns) {
+      __m256i counts[4][4 * C];
+      for (int r = 0; r < 4; ++r) {
+        for (int v = 0; v < 4 * C; ++v) counts[r][v] = totals[r][v / 4][v % 4];
+      }
+      StoreColumnsOf4Rows<2 * C>(out, i, j, counts);
+      return;
+    }
+  }
   if (kForm != StoreForm::kFloatColumns && lanes == C * kNibbleColumns) {
     int r = 0;
 #pragma GCC unroll 1

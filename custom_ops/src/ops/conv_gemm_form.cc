@@ -7,10 +7,11 @@ namespace bnn2onnx {
 namespace {
 
 // Whether float output computes fewer idle lanes with filters as lanes (e.g. 49 pixels fill 4 panels, 64 lanes,
-// while 512 filters fill 32 exactly), by a margin that pays for its scattered stores. Its scatter indices
-// (16 rows of `pixels` floats) must fit int32.
-bool FilterLanesFillBetter(int64_t pixels, int64_t filters) {
-  const auto lanes = [](int64_t n) { return (n + kPanelLanes - 1) / kPanelLanes * kPanelLanes; };
+// while 512 filters fill 32 exactly), by a margin that pays for its scattered stores; lanes come in blocks of
+// lane_block (a panel, or the nibble kernel's tile: 196 pixels leave 60 of 256 lanes idle there). Its scatter
+// indices (16 rows of `pixels` floats) must fit int32.
+bool FilterLanesFillBetter(int64_t pixels, int64_t filters, int64_t lane_block) {
+  const auto lanes = [lane_block](int64_t n) { return (n + lane_block - 1) / lane_block * lane_block; };
   return pixels * kPanelLanes <= std::numeric_limits<int32_t>::max() &&
          lanes(filters) * pixels * 8 < lanes(pixels) * filters * 7;
 }
@@ -79,10 +80,10 @@ Grid GridFor(const ConvGeometry& g, int64_t height, int64_t width) {
 // Implicit: the grid's extra columns cost the GEMM of every filter; gathering a panel of fields costs about what
 // the GEMM of 10 filters against it does (measured at 64@56; kGatherFilters leans towards the gather).
 GemmForm ChooseGemmForm(const ConvGeometry& g, bool implicit_allowed, bool packed_out, int64_t pixels,
-                        int64_t grid_columns, int64_t per_group, const PaddingKinds& padding) {
+                        int64_t grid_columns, int64_t per_group, const PaddingKinds& padding, int64_t lane_block) {
   constexpr int64_t kGatherFilters = 8;
   const auto panels = [](int64_t n) { return (n + kPanelLanes - 1) / kPanelLanes; };
-  const bool pixel_lanes = !FilterLanesFillBetter(pixels, per_group) && padding.FitColumns();
+  const bool pixel_lanes = !FilterLanesFillBetter(pixels, per_group, lane_block) && padding.FitColumns();
   const bool implicit = pixel_lanes && implicit_allowed && g.stride_h == 1 && g.stride_w == 1 &&
                         panels(grid_columns) * per_group < panels(pixels) * (per_group + kGatherFilters) &&
                         (!packed_out || g.group == 1);
@@ -90,13 +91,13 @@ GemmForm ChooseGemmForm(const ConvGeometry& g, bool implicit_allowed, bool packe
 }
 
 SizeTables MakeSizeTables(const ConvGeometry& g, const PackedFilter& f, const Window& w, int64_t out_h, int64_t out_w,
-                          int64_t pixel_stride, bool packed_out, bool implicit_allowed) {
+                          int64_t pixel_stride, bool packed_out, bool implicit_allowed, int64_t lane_block) {
   SizeTables tables;
   tables.padding = MakePaddingKinds(g, f, w, out_h, out_w);
   const int64_t pixels = out_h * out_w, out_c = f.out_channels, taps = w.Taps();
   const Grid grid = GridFor(g, w.height, w.width);
   const GemmForm form = ChooseGemmForm(g, implicit_allowed, packed_out, pixels, GridColumns(grid, out_h, out_w),
-                                       out_c / g.group, tables.padding);
+                                       out_c / g.group, tables.padding, lane_block);
   tables.filter_lanes = form.filter_lanes, tables.implicit = form.implicit;
   if (!tables.filter_lanes && !tables.padding.kinds.empty()) tables.padding.UseColumns(out_c);
   if (tables.implicit) {

@@ -30,15 +30,16 @@ struct GemmForm {
 };
 
 // The GEMM's form for an input size.
-// - Filters as lanes (else pixels as lanes): when that fills lanes better, or when there are too many kinds of
-//   border pixel for the pixels-as-lanes form; for packed output also unless the GEMM is implicit (pixels as
-//   lanes with gathered fields measured slower there) and with groups (a task's filters must fill output words).
+// - Filters as lanes (else pixels as lanes): when that fills lanes better (in blocks of lane_block lanes: the
+//   kernel's), or when there are too many kinds of border pixel for the pixels-as-lanes form; for packed output
+//   also unless the GEMM is implicit (pixels as lanes with gathered fields measured slower there) and with groups
+//   (a task's filters must fill output words).
 // - Implicit (B read in place from a word-planar padded input, no gather): pixels as lanes at stride 1, where a
 //   panel of 16 consecutive pixels of the padded grid reads 16 consecutive words of a plane at every tap. The
 //   grid's columns past the output width are computed for nothing: not when that costs more than gathering would.
 //   Only when `implicit_allowed` (the AVX-512 kernels, or BNN2ONNX_IMPLICIT_GEMM=1: see BinaryConv2D).
 GemmForm ChooseGemmForm(const ConvGeometry& g, bool implicit_allowed, bool packed_out, int64_t pixels,
-                        int64_t grid_columns, int64_t per_group, const PaddingKinds& padding);
+                        int64_t grid_columns, int64_t per_group, const PaddingKinds& padding, int64_t lane_block);
 
 // What a run needs to know of an input size besides the input itself: the padding kinds (in the form
 // ChooseGemmForm picks), the GEMM's form, and either for each panel of output pixels its gather lanes, or the
@@ -56,6 +57,6 @@ struct SizeTables {
 };
 
 SizeTables MakeSizeTables(const ConvGeometry& g, const PackedFilter& f, const Window& w, int64_t out_h, int64_t out_w,
-                          int64_t pixel_stride, bool packed_out, bool implicit_allowed);
+                          int64_t pixel_stride, bool packed_out, bool implicit_allowed, int64_t lane_block);
 
 }  // namespace bnn2onnx

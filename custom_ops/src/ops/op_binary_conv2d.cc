@@ -416,7 +416,8 @@ class BinaryConv2D {
                                               int64_t pixel_stride, bool packed_out) const {
     const auto make = [&] {
       return std::make_shared<const SizeTables>(
-          MakeSizeTables(geometry_, f, w, out_h, out_w, pixel_stride, packed_out, implicit_gemm_));
+          MakeSizeTables(geometry_, f, w, out_h, out_w, pixel_stride, packed_out, implicit_gemm_,
+                         nibbles_ ? pixel_block_ : kPanelLanes));
     };
     if (!layer_.constant_weights()) return make();
     std::lock_guard<std::mutex> lock(tables_cache_.mutex);
