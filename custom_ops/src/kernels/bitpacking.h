@@ -38,6 +38,8 @@ void ExtractChannels(const Word* in, int64_t in_stride, int64_t c_begin, int64_t
 // WordsFor(channels) words go to out[r * out_stride + w], tail bits 0.
 void LaneBitsToPixels(const uint16_t* lane_bits, int64_t channels, uint16_t lanes, Word* out, int64_t out_stride);
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
+// The same, a lane's 32 channels at once by byte sign masks.
+void LaneBitsToPixelsAvx2(const uint16_t* lane_bits, int64_t channels, uint16_t lanes, Word* out, int64_t out_stride);
 // The same, a 16-channel compare mask per lane.
 void LaneBitsToPixelsAvx512(const uint16_t* lane_bits, int64_t channels, uint16_t lanes, Word* out,
                             int64_t out_stride);

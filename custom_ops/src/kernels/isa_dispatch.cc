@@ -73,9 +73,7 @@ const NibbleKernel* NibbleKernelFor(Isa isa) {
 
 int64_t ColumnBlockFor(Isa isa) { return NibbleKernelFor(isa) ? 2 * kNibbleColumns : 3 * kPanelLanes; }
 
-// The kernels that have x86 forms and a portable one: the x86 symbols exist only in x86 builds. The lane-bits
-// transpose has an AVX-512 form only (the AVX2 tier takes the pixels-as-lanes form with packed output only with
-// BNN2ONNX_IMPLICIT_GEMM=1).
+// The kernels that have x86 forms and a portable one: the x86 symbols exist only in x86 builds.
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
 #define X86_OR_PORTABLE(isa, avx512, avx2, portable) \
   (IsAvx512(isa) ? (avx512) : (isa) == Isa::kAvx2 ? (avx2) : (portable))
@@ -93,7 +91,7 @@ PackChannelsFn PackChannelsFor(Isa isa) {
   return X86_OR_PORTABLE(isa, PackChannelsAvx512, PackChannelsAvx2, PackChannels);
 }
 LaneBitsToPixelsFn LaneBitsToPixelsFor(Isa isa) {
-  return X86_OR_PORTABLE(isa, LaneBitsToPixelsAvx512, LaneBitsToPixels, LaneBitsToPixels);
+  return X86_OR_PORTABLE(isa, LaneBitsToPixelsAvx512, LaneBitsToPixelsAvx2, LaneBitsToPixels);
 }
 
 #undef X86_OR_PORTABLE
