@@ -154,6 +154,14 @@ struct NibbleKernel {
   // The 16 columns of one panel of a panel-layout matrix (PackPanels) as half `half` of a nibble panel (0: its
   // columns 0-15, 1: 16-31).
   void (*panel_half)(const Word* panel, int64_t words, uint8_t* nibble_panel, int64_t half);
+  // One panel of receptive fields (GatherPanelFn's arguments; pixel_stride: the image's words per pixel) straight
+  // into the nibble form: as half `half` of a nibble panel, or as the nibble rows of its first `rows` lanes.
+  void (*gather_half)(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
+                      const uint16_t* tap_masks, int64_t taps, int64_t tap_words, int64_t pixel_stride,
+                      uint8_t* nibble_panel, int64_t half);
+  void (*gather_rows)(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
+                      const uint16_t* tap_masks, int64_t taps, int64_t tap_words, int64_t pixel_stride,
+                      uint8_t* nibble_rows, int64_t rows);
   // BinaryGemmFn's results from A's m rows and B's n columns in the nibble form, of `positions` positions each.
   void (*gemm)(const uint8_t* rows, int64_t m, const uint8_t* panels, int64_t n, int64_t positions,
                const GemmOutput& out);
@@ -174,17 +182,15 @@ using GatherPanelFn = void (*)(const Word* image, const int32_t* lane_offsets, c
 void GatherPanelPortable(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
                          const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel);
 #if defined(BNN2ONNX_HAVE_X86_KERNELS)
-void GatherPanelAvx2(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
-                     const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel);
 void GatherPanelAvx512(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
                        const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel);
 #endif
 
 BinaryGemmFn BinaryGemmFor(Isa isa);
 // The columns that fill a kernel's tiles side by side: GEMM calls whose n is a multiple of it compute no idle
-// lanes but the last call's. Three panels (the AVX-512 tile's width), or with the AVX2 kernel two panels of 32
-// nibble columns (bgemm_avx2.cc).
+// lanes but the last call's. Three panels (the AVX-512 tile's width), or with a nibble kernel (NibbleKernelFor)
+// two nibble panels: its tile's.
 int64_t ColumnBlockFor(Isa isa);
-GatherPanelFn GatherPanelFor(Isa isa);  // AVX-512 or AVX2 gathers; the portable one otherwise
+GatherPanelFn GatherPanelFor(Isa isa);  // AVX-512 gathers; the portable one otherwise (the nibble kernel has its own)
 
 }  // namespace bnn2onnx

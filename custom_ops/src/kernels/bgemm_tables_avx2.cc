@@ -141,33 +141,118 @@ __attribute__((noinline)) void Tile(const uint8_t* rows, const uint8_t* panels, 
   }
 }
 
-void Rows(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, int64_t words, uint8_t* rows) {
-  const int64_t positions = NibblePositions(words);
-  int64_t i = 0;
-  if (a_stride == 1) {  // rows side by side (a panel's lanes): 8 rows' word k in one load
-    const __m256i high_nibbles = _mm256_set1_epi8(static_cast<char>(0xf0));
-    for (; i + 8 <= m; i += 8) {
-      uint8_t* row = rows + i * positions;
-      for (int64_t k = 0; k < words; ++k) {
-        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i + k * a_step));
-        const __m256i low = _mm256_and_si256(_mm256_slli_epi32(w, 4), high_nibbles);
-        const __m256i high = _mm256_and_si256(w, high_nibbles);
-        // Each row's 8 bytes of word k: its low nibbles' offsets, then its high nibbles'. Rows 0, 1, 4, 5 and
-        // 2, 3, 6, 7.
-        const __m256i pairs[2] = {_mm256_unpacklo_epi32(low, high), _mm256_unpackhi_epi32(low, high)};
-        for (int v = 0; v < 2; ++v) {
-          for (int half = 0; half < 2; ++half) {
-            const __m128i two = half == 0 ? _mm256_castsi256_si128(pairs[v]) : _mm256_extracti128_si256(pairs[v], 1);
-            const int64_t first = 4 * half + 2 * v;
-            _mm_storel_epi64(reinterpret_cast<__m128i*>(row + first * positions + 8 * k), two);
-            _mm_storeh_pd(reinterpret_cast<double*>(row + (first + 1) * positions + 8 * k), _mm_castsi128_pd(two));
-          }
+// Word k of a panel's 16 lanes (x[0]: lanes 0-7, x[1]: 8-15) as positions 8k to 8k + 7 of half `half` of a nibble
+// panel.
+inline void HalfOfPanel(const __m256i (&x)[2], int64_t k, uint8_t* nibble_panel, int64_t half) {
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0f);
+  // Within each 128-bit lane, byte q of its 4 words to dword q.
+  const __m256i by_byte = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,  //
+                                           0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  // Unpacked, the dwords hold byte q of lanes 0-3, 8-11, byte q + 1 of 0-3, 8-11, then the same of 4-7, 12-15.
+  const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  uint8_t* out = nibble_panel + half * kPanelLanes;
+  for (int h = 0; h < 2; ++h) {  // low nibbles, then high ones
+    __m256i y[2];
+    for (int v = 0; v < 2; ++v) {
+      const __m256i nibbles = h == 0 ? x[v] : _mm256_srli_epi32(x[v], 4);
+      y[v] = _mm256_shuffle_epi8(_mm256_and_si256(nibbles, low_nibbles), by_byte);
+    }
+    // Bytes 0 and 1 of lanes 0-15, then bytes 2 and 3: one position per 128-bit half.
+    const __m256i pairs[2] = {_mm256_permutevar8x32_epi32(_mm256_unpacklo_epi32(y[0], y[1]), in_order),
+                              _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi32(y[0], y[1]), in_order)};
+    for (int q = 0; q < 4; ++q) {
+      const __m256i pair = pairs[q / 2];
+      const __m128i lanes = q % 2 == 0 ? _mm256_castsi256_si128(pair) : _mm256_extracti128_si256(pair, 1);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (8 * k + 4 * h + q) * kNibbleColumns), lanes);
+    }
+  }
+}
+
+// Word k of a panel's 16 lanes as positions 8k to 8k + 7 of the nibble rows of its first `rows` lanes.
+inline void RowsOfPanel(const __m256i (&x)[2], int64_t k, int64_t rows, uint8_t* nibble_rows, int64_t positions) {
+  const __m256i high_nibbles = _mm256_set1_epi8(static_cast<char>(0xf0));
+  for (int v = 0; v < 2; ++v) {
+    const __m256i low = _mm256_and_si256(_mm256_slli_epi32(x[v], 4), high_nibbles);
+    const __m256i high = _mm256_and_si256(x[v], high_nibbles);
+    // Each lane's 8 bytes: its low nibbles' offsets, then its high nibbles'. Lanes 0, 1, 4, 5, then 2, 3, 6, 7.
+    const __m256i pairs[2] = {_mm256_unpacklo_epi32(low, high), _mm256_unpackhi_epi32(low, high)};
+    for (int p = 0; p < 2; ++p) {
+      for (int half = 0; half < 2; ++half) {
+        const __m128i two = half == 0 ? _mm256_castsi256_si128(pairs[p]) : _mm256_extracti128_si256(pairs[p], 1);
+        const int64_t lane = 8 * v + 4 * half + 2 * p;
+        if (lane < rows) _mm_storel_epi64(reinterpret_cast<__m128i*>(nibble_rows + lane * positions + 8 * k), two);
+        if (lane + 1 < rows) {
+          _mm_storeh_pd(reinterpret_cast<double*>(nibble_rows + (lane + 1) * positions + 8 * k), _mm_castsi128_pd(two));
         }
       }
     }
   }
-  for (; i < m; ++i) {
-    uint8_t* row = rows + i * positions;
+}
+
+// All-ones in the 32-bit lanes l < 8 of half `half` whose bit half * 8 + l is set in `mask`.
+inline __m256i LaneMask(uint16_t mask, int half) {
+  const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i bits = _mm256_and_si256(_mm256_set1_epi32(mask >> (8 * half)), lane_bits);
+  return _mm256_cmpeq_epi32(bits, lane_bits);
+}
+
+// Calls emit(x, k) for each word k = t * tap_words + c of a panel's 16 receptive fields (GatherPanelFn's
+// arguments; pixel_stride: the image's words per pixel), x[0] holding lanes 0-7 and x[1] lanes 8-15. Where a tap
+// lies inside the image for every lane and the lanes are consecutive pixels of 1, 2 or 4 words (a stride-1 row of
+// up to 128 channels), its words come from plain loads; else from masked gathers (8 lanes each, a few times
+// slower).
+template <class Emit>
+void ForFieldWords(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
+                   const uint16_t* tap_masks, int64_t taps, int64_t tap_words, int64_t pixel_stride, Emit&& emit) {
+  const __m256i lanes[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_offsets)),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_offsets + 8))};
+  bool consecutive = pixel_stride == tap_words && (tap_words == 1 || tap_words == 2 || tap_words == 4);
+  for (int l = 1; consecutive && l < kPanelLanes; ++l) consecutive = lane_offsets[l] == lane_offsets[0] + l * tap_words;
+  const int* base = reinterpret_cast<const int*>(image);
+  // Unpacked 4-word lanes hold lanes 0, 2, 4, 6 in their low 128 bits and 1, 3, 5, 7 in their high ones.
+  const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t t = 0; t < taps; ++t) {
+    if (consecutive && tap_masks[t] == 0xffff) {
+      const Word* first = image + lane_offsets[0] + tap_offsets[t];
+      const auto load = [&](int64_t at) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first + at)); };
+      __m256i x[4][2];
+      for (int h = 0; h < 2; ++h) {  // lanes 8h to 8h + 7
+        if (tap_words == 1) {
+          x[0][h] = load(8 * h);
+        } else if (tap_words == 2) {
+          const __m256 a = _mm256_castsi256_ps(load(16 * h)), b = _mm256_castsi256_ps(load(16 * h + 8));
+          x[0][h] = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88)), 0xd8);
+          x[1][h] = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8);
+        } else {  // 4 words: each load is 2 lanes' words
+          const __m256i r[4] = {load(32 * h), load(32 * h + 8), load(32 * h + 16), load(32 * h + 24)};
+          const __m256i low[2] = {_mm256_unpacklo_epi32(r[0], r[1]), _mm256_unpacklo_epi32(r[2], r[3])};
+          const __m256i high[2] = {_mm256_unpackhi_epi32(r[0], r[1]), _mm256_unpackhi_epi32(r[2], r[3])};
+          x[0][h] = _mm256_permutevar8x32_epi32(_mm256_unpacklo_epi64(low[0], low[1]), in_order);
+          x[1][h] = _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi64(low[0], low[1]), in_order);
+          x[2][h] = _mm256_permutevar8x32_epi32(_mm256_unpacklo_epi64(high[0], high[1]), in_order);
+          x[3][h] = _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi64(high[0], high[1]), in_order);
+        }
+      }
+      for (int64_t c = 0; c < tap_words; ++c) emit(x[c], t * tap_words + c);
+      continue;
+    }
+    const __m256i inside[2] = {LaneMask(tap_masks[t], 0), LaneMask(tap_masks[t], 1)};
+    for (int64_t c = 0; c < tap_words; ++c) {
+      const __m256i offset = _mm256_set1_epi32(static_cast<int>(tap_offsets[t] + c));
+      __m256i x[2];
+      for (int h = 0; h < 2; ++h) {
+        // Lanes outside the mask are not read (no fault for a padded tap) and come out as zero words.
+        const __m256i index = _mm256_add_epi32(lanes[h], offset);
+        x[h] = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, index, inside[h], 4);
+      }
+      emit(x, t * tap_words + c);
+    }
+  }
+}
+
+void Rows(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, int64_t words, uint8_t* rows) {
+  for (int64_t i = 0; i < m; ++i) {
+    uint8_t* row = rows + i * NibblePositions(words);
     for (int64_t k = 0; k < words; ++k) {
       const Word w = a[i * a_stride + k * a_step];
       // Byte by byte: 16 times the low nibble (positions 8k to 8k + 3), then 16 times the high one.
@@ -179,32 +264,24 @@ void Rows(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, int64_t wo
 }
 
 void PanelHalf(const Word* panel, int64_t words, uint8_t* nibble_panel, int64_t half) {
-  const __m256i low_nibbles = _mm256_set1_epi8(0x0f);
-  // Within each 128-bit lane, byte q of its 4 words to dword q.
-  const __m256i by_byte = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,  //
-                                           0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  // Unpacked, the dwords hold byte q of lanes 0-3, 8-11, byte q + 1 of 0-3, 8-11, then the same of 4-7, 12-15.
-  const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  uint8_t* out = nibble_panel + half * kPanelLanes;
   for (int64_t k = 0; k < words; ++k) {
     const __m256i x[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k * kPanelLanes)),
                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k * kPanelLanes + 8))};
-    for (int h = 0; h < 2; ++h) {  // low nibbles, then high ones
-      __m256i y[2];
-      for (int v = 0; v < 2; ++v) {
-        const __m256i nibbles = h == 0 ? x[v] : _mm256_srli_epi32(x[v], 4);
-        y[v] = _mm256_shuffle_epi8(_mm256_and_si256(nibbles, low_nibbles), by_byte);
-      }
-      // Bytes 0 and 1 of lanes 0-15, then bytes 2 and 3: one position per 128-bit half.
-      const __m256i pairs[2] = {_mm256_permutevar8x32_epi32(_mm256_unpacklo_epi32(y[0], y[1]), in_order),
-                                _mm256_permutevar8x32_epi32(_mm256_unpackhi_epi32(y[0], y[1]), in_order)};
-      for (int q = 0; q < 4; ++q) {
-        const __m256i pair = pairs[q / 2];
-        const __m128i lanes = q % 2 == 0 ? _mm256_castsi256_si128(pair) : _mm256_extracti128_si256(pair, 1);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (8 * k + 4 * h + q) * kNibbleColumns), lanes);
-      }
-    }
+    HalfOfPanel(x, k, nibble_panel, half);
   }
+}
+
+void GatherHalf(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets, const uint16_t* tap_masks,
+                int64_t taps, int64_t tap_words, int64_t pixel_stride, uint8_t* nibble_panel, int64_t half) {
+  ForFieldWords(image, lane_offsets, tap_offsets, tap_masks, taps, tap_words, pixel_stride,
+                [&](const __m256i(&x)[2], int64_t k) { HalfOfPanel(x, k, nibble_panel, half); });
+}
+
+void GatherRows(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets, const uint16_t* tap_masks,
+                int64_t taps, int64_t tap_words, int64_t pixel_stride, uint8_t* nibble_rows, int64_t rows) {
+  const int64_t positions = NibblePositions(taps * tap_words);
+  ForFieldWords(image, lane_offsets, tap_offsets, tap_masks, taps, tap_words, pixel_stride,
+                [&](const __m256i(&x)[2], int64_t k) { RowsOfPanel(x, k, rows, nibble_rows, positions); });
 }
 
 void Gemm(const uint8_t* rows, int64_t m, const uint8_t* panels, int64_t n, int64_t positions, const GemmOutput& out) {
@@ -230,6 +307,6 @@ void Gemm(const uint8_t* rows, int64_t m, const uint8_t* panels, int64_t n, int6
 
 }  // namespace
 
-const NibbleKernel kNibbleKernelAvx2 = {Rows, PanelHalf, Gemm};
+const NibbleKernel kNibbleKernelAvx2 = {Rows, PanelHalf, GatherHalf, GatherRows, Gemm};
 
 }  // namespace bnn2onnx

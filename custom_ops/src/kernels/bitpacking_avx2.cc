@@ -1,6 +1,6 @@
-// Built with -mavx2; called only when the CPU reports AVX2 (isa_dispatch.cc): bit packing from float, the
-// lane-bits transpose and the receptive-field gather (bgemm.h) for the AVX2 tier. No std:: function templates here
-// (see bgemm_avx2.cc).
+// Built with -mavx2; called only when the CPU reports AVX2 (isa_dispatch.cc): bit packing from float and the
+// lane-bits transpose for the AVX2 tier (its receptive fields are gathered in the nibble form:
+// bgemm_tables_avx2.cc). No std:: function templates here (see bgemm_avx2.cc).
 #include <immintrin.h>
 
 #include "kernels/bgemm.h"
@@ -8,16 +8,6 @@
 #include "kernels/pack_blocks.h"
 
 namespace bnn2onnx {
-namespace {
-
-// All-ones in the 32-bit lanes l < 8 of half `half` whose bit half * 8 + l is set in `mask`.
-inline __m256i LaneMask(uint16_t mask, int half) {
-  const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-  const __m256i bits = _mm256_and_si256(_mm256_set1_epi32(mask >> (8 * half)), lane_bits);
-  return _mm256_cmpeq_epi32(bits, lane_bits);
-}
-
-}  // namespace
 
 void PackChannelsAvx2(const float* x, int64_t pixels, int64_t c_begin, int64_t count, int64_t p_begin,
                       int64_t p_end, Word* out, int64_t out_stride, int64_t out_offset) {
@@ -55,25 +45,6 @@ void LaneBitsToPixelsAvx2(const uint16_t* lane_bits, int64_t channels, uint16_t 
       const __m256i signs = _mm256_packs_epi16(_mm256_sll_epi16(first, shift), _mm256_sll_epi16(second, shift));
       *word = static_cast<Word>(_mm256_movemask_epi8(signs));
       word += out_stride;
-    }
-  }
-}
-
-void GatherPanelAvx2(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
-                     const uint16_t* tap_masks, int64_t taps, int64_t tap_words, Word* panel) {
-  const __m256i lanes[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_offsets)),
-                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_offsets + 8))};
-  const int* base = reinterpret_cast<const int*>(image);
-  for (int64_t t = 0; t < taps; ++t) {
-    const __m256i inside[2] = {LaneMask(tap_masks[t], 0), LaneMask(tap_masks[t], 1)};
-    for (int64_t c = 0; c < tap_words; ++c) {
-      const __m256i offset = _mm256_set1_epi32(static_cast<int>(tap_offsets[t] + c));
-      for (int h = 0; h < 2; ++h) {
-        // Lanes outside the mask are not read (no fault for a padded tap) and come out as zero words.
-        const __m256i words = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base,
-                                                          _mm256_add_epi32(lanes[h], offset), inside[h], 4);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + (t * tap_words + c) * kPanelLanes + 8 * h), words);
-      }
     }
   }
 }

@@ -82,7 +82,7 @@ int64_t ColumnBlockFor(Isa isa) { return NibbleKernelFor(isa) ? 2 * kNibbleColum
 #endif
 
 GatherPanelFn GatherPanelFor(Isa isa) {
-  return X86_OR_PORTABLE(isa, GatherPanelAvx512, GatherPanelAvx2, GatherPanelPortable);
+  return X86_OR_PORTABLE(isa, GatherPanelAvx512, GatherPanelPortable, GatherPanelPortable);
 }
 PackChannelsFn PackChannelsFor(Isa isa) {
 #if defined(BNN2ONNX_HAVE_NEON_KERNELS)

@@ -58,18 +58,21 @@ struct FieldsScratch;
 struct NibbleFieldsScratch;
 struct DotsScratch;
 
-// One gathered panel of fields (panel `panel` of `panels`) in the nibble form, into a group's nibble fields: as the
-// rows of its first `rows` pixels (the filters-as-lanes GEMM's A), or with rows 0 as half of a nibble panel (the
+// Gathers panel `panel` of `panels` of receptive fields into a group's nibble fields (NibbleKernel): as the rows of
+// its first `rows` pixels (the filters-as-lanes GEMM's A), or with rows 0 as half of a nibble panel (the
 // pixels-as-lanes GEMM's B; the last nibble panel's other half, past the last pixel, zeroed).
-void ToNibbles(const NibbleKernel& nibbles, const Word* panel_fields, int64_t panel, int64_t panels, int64_t rows,
-               int64_t field_words, uint8_t* group_nibbles) {
+void GatherNibbles(const NibbleKernel& nibbles, const Word* image, const int32_t* lane_offsets,
+                   const int32_t* tap_offsets, const uint16_t* tap_masks, int64_t taps, int64_t tap_words,
+                   int64_t pixel_stride, int64_t panel, int64_t panels, int64_t rows, uint8_t* group_nibbles) {
+  const int64_t field_words = taps * tap_words;
   if (rows > 0) {
-    nibbles.rows(panel_fields, 1, kPanelLanes, rows, field_words,
-                 group_nibbles + panel * kPanelLanes * NibblePositions(field_words));
+    nibbles.gather_rows(image, lane_offsets, tap_offsets, tap_masks, taps, tap_words, pixel_stride,
+                        group_nibbles + panel * kPanelLanes * NibblePositions(field_words), rows);
     return;
   }
   uint8_t* nibble_panel = group_nibbles + panel / 2 * NibblePanelBytes(field_words);
-  nibbles.panel_half(panel_fields, field_words, nibble_panel, panel % 2);
+  nibbles.gather_half(image, lane_offsets, tap_offsets, tap_masks, taps, tap_words, pixel_stride, nibble_panel,
+                      panel % 2);
   if (panel % 2 == 0 && panel == panels - 1) {
     for (int64_t p = 0; p < NibblePositions(field_words); ++p) {
       std::fill_n(nibble_panel + p * kNibbleColumns + kPanelLanes, kPanelLanes, uint8_t{0});
@@ -246,18 +249,18 @@ class BinaryConv2D {
     const PackedInput in = PrepareInput(ctx, x, batch, height, width, implicit ? &grid : nullptr);
     // Without the implicit GEMM, one image's receptive fields, per group, in panels: the GEMM's panel side with
     // pixels as lanes, its rows (a panel's rows, a word per 16) with filters as lanes. Every word is written for
-    // each image, padded taps and the lanes of the last panel past the last pixel as zeros.
-    const int64_t group_words = PanelWords(pixels, field_words);
-    Word* fields = implicit ? nullptr : ThreadScratch<FieldsScratch, Word>(
-        static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
-    const BinaryGemmFn gemm = layer_.gemm();
-    // With a nibble kernel (NibbleKernelFor) the fields are also converted to its form, per group: the
-    // pixels-as-lanes GEMM's nibble panels, or the filters-as-lanes GEMM's rows (a pixel's at p * positions).
+    // each image, padded taps and the lanes of the last panel past the last pixel as zeros. A nibble kernel
+    // (NibbleKernelFor) has them gathered in its form instead: the pixels-as-lanes GEMM's nibble panels, or the
+    // filters-as-lanes GEMM's rows (a pixel's at p * positions).
     const NibbleKernel* const nibbles = implicit ? nullptr : nibbles_;
+    const int64_t group_words = PanelWords(pixels, field_words);
+    Word* fields = implicit || nibbles ? nullptr : ThreadScratch<FieldsScratch, Word>(
+        static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
     const int64_t positions = NibblePositions(field_words);
     const int64_t group_nibble_bytes = (pixels + kNibbleColumns - 1) / kNibbleColumns * NibblePanelBytes(field_words);
     uint8_t* nibble_fields = nibbles ? ThreadScratch<NibbleFieldsScratch, uint8_t>(static_cast<size_t>(
         CheckedProduct({g.group, group_nibble_bytes}, "receptive fields"))) : nullptr;
+    const BinaryGemmFn gemm = layer_.gemm();
 
     const std::vector<int32_t> tap_offsets = TapOffsets(g, window, width, pixel_stride);
     const int64_t panels = (pixels + kPanelLanes - 1) / kPanelLanes;
@@ -267,15 +270,18 @@ class BinaryConv2D {
       if (!implicit) {
         ParallelFor(ctx, static_cast<size_t>(g.group * panels), [&](size_t task) {
           const int64_t grp = static_cast<int64_t>(task) / panels, panel = static_cast<int64_t>(task) % panels;
-          Word* const panel_fields = fields + grp * group_words + panel * field_words * kPanelLanes;
-          gather_panel_(image + grp * g.words_per_group, tables->lane_offsets.data() + panel * kPanelLanes,
-                        tap_offsets.data(), tables->tap_masks.data() + panel * f.Taps(), f.Taps(), g.words_per_group,
-                        panel_fields);
+          const Word* const group_image = image + grp * g.words_per_group;
+          const int32_t* const lane_offsets = tables->lane_offsets.data() + panel * kPanelLanes;
+          const uint16_t* const tap_masks = tables->tap_masks.data() + panel * f.Taps();
           if (nibbles) {
             const int64_t rows = filter_lanes ? std::min(kPanelLanes, pixels - panel * kPanelLanes) : 0;
-            ToNibbles(*nibbles, panel_fields, panel, panels, rows, field_words,
-                      nibble_fields + grp * group_nibble_bytes);
+            GatherNibbles(*nibbles, group_image, lane_offsets, tap_offsets.data(), tap_masks, f.Taps(),
+                          g.words_per_group, pixel_stride, panel, panels, rows,
+                          nibble_fields + grp * group_nibble_bytes);
+            return;
           }
+          gather_panel_(group_image, lane_offsets, tap_offsets.data(), tap_masks, f.Taps(), g.words_per_group,
+                        fields + grp * group_words + panel * field_words * kPanelLanes);
         });
       }
       if (filter_lanes) {
