@@ -1,12 +1,12 @@
 // Built with -mavx2; called only when the CPU reports AVX2 (isa_dispatch.cc). No std:: templates here: an
 // out-of-line copy built for AVX2 could be the one the linker keeps for the whole library.
-// The GEMM on words for AVX2: BinaryDense's and the implicit GEMM's (the convolution otherwise counts by table
-// lookup on its nibble form: bgemm_tables_avx2.cc). Register tiles of up to 3 rows of A x 1 panel of B (two 8-lane halves): per word of the reduction, one
-// broadcast per row is xored with the panel word and counted by nibble lookup (vpshufb) into per-byte counters,
-// which are widened to the 32-bit lane counts before a byte could overflow. (Harley-Seal carry-save adding in its
-// place measured 1.03-1.60x slower in this pattern: bench/avx2_popcount_choice.c. Splitting both sides into nibbles
-// first, 6 instead of 8 instructions per row and 8 lanes, was 12-24% faster in a standalone loop but 3-25% slower
-// in this kernel, at 3 and at 4 rows.)
+// The GEMM on words for AVX2: BinaryDense's at batch 1 and the implicit GEMM's (the convolution and larger dense
+// batches count by table lookup on the nibble form: bgemm_tables_avx2.cc). Register tiles of up to 3 rows of A x
+// 1 panel of B (two 8-lane halves): per word of the reduction, one broadcast per row is xored with the panel word
+// and counted by nibble lookup (vpshufb) into per-byte counters, which are widened to the 32-bit lane counts before
+// a byte could overflow. (Harley-Seal carry-save adding in its place measured 1.03-1.60x slower in this pattern:
+// bench/avx2_popcount_choice.c. Splitting both sides into nibbles first, 6 instead of 8 instructions per row and 8
+// lanes, was 12-24% faster in a standalone loop but 3-25% slower in this kernel, at 3 and at 4 rows.)
 #include <immintrin.h>
 
 #include "kernels/gemm_store_avx2.h"

@@ -68,7 +68,7 @@ class BinaryLayer {
 
   BinaryLayer(const OrtKernelInfo* info, Prepare prepare)
       : spec_(ReadOutputSpec(Attributes(info))), isa_(SelectIsa()), gemm_(BinaryGemmFor(isa_)),
-        prepare_(std::move(prepare)) {
+        nibbles_(NibbleKernelFor(isa_)), prepare_(std::move(prepare)) {
     CheckDeclaredParams(info, spec_);
     if (const auto x_type = DeclaredInputType(info, 0)) {
       Check(*x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || *x_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
@@ -104,11 +104,14 @@ class BinaryLayer {
   // Whether the weights are a constant initializer (prepared once), not a runtime input.
   bool constant_weights() const { return weights_.has_value(); }
   BinaryGemmFn gemm() const { return gemm_; }
+  // The nibble kernel, where the instruction set has one (NibbleKernelFor).
+  const NibbleKernel* nibbles() const { return nibbles_; }
 
  private:
   OutputSpec spec_;
   Isa isa_;
   BinaryGemmFn gemm_;
+  const NibbleKernel* nibbles_;
   Prepare prepare_;
   std::optional<Weights> weights_;
   std::optional<OutputParams> params_;

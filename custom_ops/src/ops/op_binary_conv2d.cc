@@ -111,7 +111,7 @@ class BinaryConv2D {
         gather_panel_(GatherPanelFor(layer_.isa())), pack_channels_(PackChannelsFor(layer_.isa())),
         lane_bits_to_pixels_(LaneBitsToPixelsFor(layer_.isa())), sign_out_(HasOutput(info, 1)),
         implicit_gemm_(IsAvx512(layer_.isa()) || ImplicitGemmOnEveryIsa()),
-        pixel_block_(ColumnBlockFor(layer_.isa())), nibbles_(NibbleKernelFor(layer_.isa())) {
+        pixel_block_(ColumnBlockFor(layer_.isa())) {
     Check(!sign_out_ || (layer_.spec().mode == OutputMode::kFloat && geometry_.group == 1),
           "output 1 (the packed signs of output 0) needs float output (packed_output=0) and group=1");
   }
@@ -252,7 +252,7 @@ class BinaryConv2D {
     // each image, padded taps and the lanes of the last panel past the last pixel as zeros. A nibble kernel
     // (NibbleKernelFor) has them gathered in its form instead: the pixels-as-lanes GEMM's nibble panels, or the
     // filters-as-lanes GEMM's rows (a pixel's at p * positions).
-    const NibbleKernel* const nibbles = implicit ? nullptr : nibbles_;
+    const NibbleKernel* const nibbles = implicit ? nullptr : layer_.nibbles();
     const int64_t group_words = PanelWords(pixels, field_words);
     Word* fields = implicit || nibbles ? nullptr : ThreadScratch<FieldsScratch, Word>(
         static_cast<size_t>(CheckedProduct({g.group, group_words}, "receptive fields")));
@@ -423,7 +423,7 @@ class BinaryConv2D {
     const auto make = [&] {
       return std::make_shared<const SizeTables>(
           MakeSizeTables(geometry_, f, w, out_h, out_w, pixel_stride, packed_out, implicit_gemm_,
-                         nibbles_ ? pixel_block_ : kPanelLanes));
+                         layer_.nibbles() ? pixel_block_ : kPanelLanes));
     };
     if (!layer_.constant_weights()) return make();
     std::lock_guard<std::mutex> lock(tables_cache_.mutex);
@@ -443,7 +443,6 @@ class BinaryConv2D {
   bool sign_out_;  // output 1: the float output's signs, packed
   bool implicit_gemm_;  // whether ChooseGemmForm may pick the implicit GEMM (see ImplicitGemmOnEveryIsa)
   int64_t pixel_block_;  // pixels per task with pixels as lanes (at most kMaxPixelBlock)
-  const NibbleKernel* nibbles_;  // the nibble kernel, if the instruction set's GEMM takes that form
   // TablesFor's tables for the last input size (height, width, words per pixel); runs of one session may come from
   // several threads.
   mutable struct {

@@ -14,6 +14,8 @@ constexpr int64_t kChannelBlock = 64;
 // Batch rows per task: a task's block of weights, read once, serves them all (a task per row streamed every
 // weight from memory once per row: 4096 -> 4096 at batch 16 ran at a sixth of the popcount floor).
 constexpr int64_t kRowGroup = 16;
+// Batches from this size on take the nibble kernel where there is one (a tile's rows).
+constexpr int64_t kNibbleBatch = 4;
 
 int64_t ReadChannelsIn(const Attributes& attributes) {
   const int64_t channels_in = attributes.RequiredInt("channels_in");
@@ -22,13 +24,14 @@ int64_t ReadChannelsIn(const Attributes& attributes) {
   return channels_in;
 }
 
-// W's rows in the GEMM's panel layout.
+// W's rows in the GEMM's panel layout, and for a nibble kernel also as its nibble panels (bgemm.h).
 struct PackedMatrix {
   int64_t out_channels = 0;
-  std::vector<Word> panels;  // PanelWords(out_channels, WordsFor(channels_in)) words
+  std::vector<Word> panels;            // PanelWords(out_channels, WordsFor(channels_in)) words
+  std::vector<uint8_t> nibble_panels;  // ceil(out_channels / 32) nibble panels
 };
 
-PackedMatrix PrepareWeights(const TensorIn& w, int64_t channels_in) {
+PackedMatrix PrepareWeights(const TensorIn& w, int64_t channels_in, const NibbleKernel* nibbles) {
   CheckType(w, "weights (input 1)", ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32);
   CheckRank(w, "weights (input 1)", 2);
   const int64_t words = WordsFor(channels_in);
@@ -38,8 +41,17 @@ PackedMatrix PrepareWeights(const TensorIn& w, int64_t channels_in) {
         " words per row but channels_in=", channels_in, " needs ", words);
   Check(TailBitsClear(w.As<Word>(), w.shape[0], words, channels_in), "weights (input 1) have bits set beyond ",
         "channels_in=", channels_in, " in a row's last word; padding bits must be 0");
-  PackedMatrix m{w.shape[0], std::vector<Word>(static_cast<size_t>(PanelWords(w.shape[0], words)))};
+  PackedMatrix m{w.shape[0], std::vector<Word>(static_cast<size_t>(PanelWords(w.shape[0], words))), {}};
   PackPanels(w.As<Word>(), words, m.out_channels, words, m.panels.data());
+  if (nibbles) {
+    // The last nibble panel's missing half (past the last 16 channels): zeros.
+    m.nibble_panels.assign(static_cast<size_t>((m.out_channels + kNibbleColumns - 1) / kNibbleColumns *
+                                               NibblePanelBytes(words)), 0);
+    for (int64_t p = 0; p * kPanelLanes < m.out_channels; ++p) {
+      nibbles->panel_half(m.panels.data() + p * words * kPanelLanes, words,
+                          m.nibble_panels.data() + p / 2 * NibblePanelBytes(words), p % 2);
+    }
+  }
   return m;
 }
 
@@ -65,7 +77,9 @@ class BinaryDense {
 
   explicit BinaryDense(const OrtKernelInfo* info)
       : channels_in_(ReadChannelsIn(Attributes(info))),
-        layer_(info, [this](const TensorIn& w, Isa) { return PrepareWeights(w, channels_in_); }) {}
+        layer_(info, [this](const TensorIn& w, Isa isa) {
+          return PrepareWeights(w, channels_in_, NibbleKernelFor(isa));
+        }) {}
 
   // layer_ holds a callback into this object: never copied or moved.
   BinaryDense(const BinaryDense&) = delete;
@@ -102,6 +116,15 @@ class BinaryDense {
       }
     }
     const Word* rows = float_in ? packed.data() : x.As<Word>();
+    // With a nibble kernel (NibbleKernelFor) and rows enough to fill its tiles, the rows in its form: the batch's
+    // weights stream once per group of rows either way, and the nibble form doubles their bytes (batch 1 keeps
+    // the words).
+    const NibbleKernel* const nibbles = batch >= kNibbleBatch && !w.nibble_panels.empty() ? layer_.nibbles() : nullptr;
+    std::vector<uint8_t> nibble_rows;
+    if (nibbles) {
+      nibble_rows.resize(static_cast<size_t>(CheckedProduct({batch, NibblePositions(words)}, "packed input")));
+      nibbles->rows(rows, words, 1, batch, words, nibble_rows.data());
+    }
     const bool packed_out = params.spec().mode == OutputMode::kPacked;
     const int64_t out_c = w.out_channels;
     const std::vector<int64_t> out_shape{batch, packed_out ? WordsFor(out_c) : out_c};
@@ -123,8 +146,14 @@ class BinaryDense {
       int32_t acc[kRowGroup * kChannelBlock];  // [row][channel]
       GemmOutput out{full, kChannelBlock};
       out.dots = acc;
-      layer_.gemm()(rows + n_begin * words, words, 1, rows_in, PanelB(w.panels.data(), o_begin, words), count, words,
-                    out);
+      if (nibbles) {  // o_begin is a multiple of kChannelBlock: whole nibble panels
+        nibbles->gemm(nibble_rows.data() + n_begin * NibblePositions(words), rows_in,
+                      w.nibble_panels.data() + o_begin / kNibbleColumns * NibblePanelBytes(words), count,
+                      NibblePositions(words), out);
+      } else {
+        layer_.gemm()(rows + n_begin * words, words, 1, rows_in, PanelB(w.panels.data(), o_begin, words), count,
+                      words, out);
+      }
       for (int64_t r = 0; r < rows_in; ++r) {
         const int64_t n = n_begin + r;
         const int32_t* row_acc = acc + r * kChannelBlock;
