@@ -64,7 +64,7 @@ inline __attribute__((always_inline)) void CountShorts(const uint8_t* rows, cons
           bytes[r][c] = _mm256_add_epi8(_mm256_shuffle_epi8(table, nibbles[c]), bytes[r][c]);
         }
       }
-      // Without this GCC copies every counter to another register at each position.
+      // Without this GCC copies every counter to another register at each position (4-6% slower).
       for (int r = 0; r < R; ++r) {
         for (int c = 0; c < C; ++c) __asm__("" : "+x"(bytes[r][c]));
       }
