@@ -151,14 +151,15 @@ constexpr int64_t NibblePanelBytes(int64_t words) { return NibblePositions(words
 struct NibbleKernel {
   // The m rows of A (word k of row i at a[i * a_stride + k * a_step]) in the nibble form, at `rows`.
   void (*rows)(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, int64_t words, uint8_t* rows);
-  // The 16 columns of one panel of a panel-layout matrix (PackPanels) as half `half` of a nibble panel (0: its
-  // columns 0-15, 1: 16-31).
-  void (*panel_half)(const Word* panel, int64_t words, uint8_t* nibble_panel, int64_t half);
+  // The n columns of a panel-layout matrix (PackPanels) as nibble panels (NibblePanelBytes(words) bytes per 32
+  // columns; the last panel's columns past the matrix's panels zero).
+  void (*panels)(const Word* panels, int64_t n, int64_t words, uint8_t* nibble_panels);
   // One panel of receptive fields (GatherPanelFn's arguments; pixel_stride: the image's words per pixel) straight
-  // into the nibble form: as half `half` of a nibble panel, or as the nibble rows of its first `rows` lanes.
+  // into the nibble form: as half `half` of a nibble panel (with `last`, the last panel of fields: a half 0 then
+  // has half 1 zeroed), or as the nibble rows of its first `rows` lanes.
   void (*gather_half)(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
                       const uint16_t* tap_masks, int64_t taps, int64_t tap_words, int64_t pixel_stride,
-                      uint8_t* nibble_panel, int64_t half);
+                      uint8_t* nibble_panel, int64_t half, bool last);
   void (*gather_rows)(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets,
                       const uint16_t* tap_masks, int64_t taps, int64_t tap_words, int64_t pixel_stride,
                       uint8_t* nibble_rows, int64_t rows);

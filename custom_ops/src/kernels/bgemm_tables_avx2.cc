@@ -263,18 +263,33 @@ void Rows(const Word* a, int64_t a_stride, int64_t a_step, int64_t m, int64_t wo
   }
 }
 
-void PanelHalf(const Word* panel, int64_t words, uint8_t* nibble_panel, int64_t half) {
-  for (int64_t k = 0; k < words; ++k) {
-    const __m256i x[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k * kPanelLanes)),
-                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k * kPanelLanes + 8))};
-    HalfOfPanel(x, k, nibble_panel, half);
+// Zeros half 1 of a nibble panel (its columns 16-31), where no panel of words fills it.
+inline void ZeroSecondHalf(uint8_t* nibble_panel, int64_t positions) {
+  for (int64_t p = 0; p < positions; ++p) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(nibble_panel + p * kNibbleColumns + kPanelLanes), _mm_setzero_si128());
+  }
+}
+
+void Panels(const Word* panels, int64_t n, int64_t words, uint8_t* nibble_panels) {
+  const int64_t word_panels = (n + kPanelLanes - 1) / kPanelLanes;
+  for (int64_t q = 0; q < word_panels; ++q) {
+    const Word* panel = panels + q * words * kPanelLanes;
+    uint8_t* nibble_panel = nibble_panels + q / 2 * NibblePanelBytes(words);
+    for (int64_t k = 0; k < words; ++k) {
+      const __m256i x[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k * kPanelLanes)),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + k * kPanelLanes + 8))};
+      HalfOfPanel(x, k, nibble_panel, q % 2);
+    }
+    if (q % 2 == 0 && q == word_panels - 1) ZeroSecondHalf(nibble_panel, NibblePositions(words));
   }
 }
 
 void GatherHalf(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets, const uint16_t* tap_masks,
-                int64_t taps, int64_t tap_words, int64_t pixel_stride, uint8_t* nibble_panel, int64_t half) {
+                int64_t taps, int64_t tap_words, int64_t pixel_stride, uint8_t* nibble_panel, int64_t half,
+                bool last) {
   ForFieldWords(image, lane_offsets, tap_offsets, tap_masks, taps, tap_words, pixel_stride,
                 [&](const __m256i(&x)[2], int64_t k) { HalfOfPanel(x, k, nibble_panel, half); });
+  if (half == 0 && last) ZeroSecondHalf(nibble_panel, NibblePositions(taps * tap_words));
 }
 
 void GatherRows(const Word* image, const int32_t* lane_offsets, const int32_t* tap_offsets, const uint16_t* tap_masks,
@@ -307,6 +322,6 @@ void Gemm(const uint8_t* rows, int64_t m, const uint8_t* panels, int64_t n, int6
 
 }  // namespace
 
-const NibbleKernel kNibbleKernelAvx2 = {Rows, PanelHalf, GatherHalf, GatherRows, Gemm};
+const NibbleKernel kNibbleKernelAvx2 = {Rows, Panels, GatherHalf, GatherRows, Gemm};
 
 }  // namespace bnn2onnx

@@ -74,13 +74,13 @@ inline __attribute__((always_inline)) void StoreBits(const GemmOutput& out, int6
   }
 }
 
-// Row i's float results from those dots, and their signs stored when asked for. Float rows: at the output columns
-// of `columns` (j + 8v, or through the column map). Transposed (filters as lanes: lane l is filter j + l, whose row
-// gets pixel i's float): per-channel values per lane, the residual gathered.
+// Row i's float results from those dots, and their signs stored when asked for. Float rows: at output columns
+// columns[v] (j + 8v, or through the column map). Transposed (filters as lanes: lane l is filter j + l, whose row
+// gets pixel i's float; `columns` unused): per-channel values per lane, the residual gathered.
 template <bool kTransposed, int kVectors>
 inline __attribute__((always_inline)) void FloatResults(const GemmOutput& out, int64_t i, int64_t j,
-                                                       const __m256i (&dots)[kVectors],
-                                                       const int64_t (&columns)[kVectors], __m256 (&ys)[kVectors]) {
+                                                       const __m256i (&dots)[kVectors], const int64_t* columns,
+                                                       __m256 (&ys)[kVectors]) {
   // A per-channel vector for the 8 lanes of vector v: row i's value in every lane, or (transposed) each lane's
   // filter's.
   const auto per_channel = [&](const float* values, int v) {
@@ -136,8 +136,8 @@ inline __attribute__((always_inline)) bool StorePanel(const GemmOutput& out, int
     return true;
   }
   constexpr bool transposed = kForm == StoreForm::kFloatColumns;
-  int64_t columns[kVectors];
-  for (int v = 0; v < kVectors; ++v) {
+  int64_t columns[kVectors];  // float rows' output columns
+  for (int v = 0; !transposed && v < kVectors; ++v) {
     columns[v] = mapped ? out.panel_first[j / kPanelLanes + v / 2] + 8 * (v % 2) : j + 8 * v;
   }
   __m256 ys[kVectors];
@@ -167,12 +167,10 @@ inline __attribute__((always_inline)) void StoreColumnsOf4Rows(const GemmOutput&
                                                               const __m256i (&counts)[4][2 * kGroups]) {
   constexpr int kVectors = 2 * kGroups;
   __m256 ys[4][kVectors];
-  int64_t columns[kVectors];  // unused when transposed
-  for (int v = 0; v < kVectors; ++v) columns[v] = j + 8 * v;
   for (int r = 0; r < 4; ++r) {
     __m256i dots[kVectors];
     Dots(out, i + r, j, counts[r], dots);
-    FloatResults<true>(out, i + r, j, dots, columns, ys[r]);
+    FloatResults<true>(out, i + r, j, dots, nullptr, ys[r]);
   }
   for (int v = 0; v < kVectors; ++v) {
     const __m256 low01 = _mm256_unpacklo_ps(ys[0][v], ys[1][v]), high01 = _mm256_unpackhi_ps(ys[0][v], ys[1][v]);

@@ -12,12 +12,10 @@ void PrepareNibbles(PackedFilter& f, const ConvGeometry& g, const NibbleKernel& 
   f.nibble_rows.resize(static_cast<size_t>(f.out_channels * NibblePositions(f.field_words)));
   nibbles.rows(f.rows.data(), f.field_words, 1, f.out_channels, f.field_words, f.nibble_rows.data());
   const int64_t group_bytes = GroupNibbleBytes(f, per_group);
-  f.nibble_panels.assign(static_cast<size_t>(g.group * group_bytes), 0);  // the last panel's missing half: zeros
+  f.nibble_panels.resize(static_cast<size_t>(g.group * group_bytes));
   for (int64_t grp = 0; grp < g.group; ++grp) {
-    for (int64_t p = 0; p * kPanelLanes < per_group; ++p) {
-      nibbles.panel_half(f.panels.data() + grp * group_words + p * f.field_words * kPanelLanes, f.field_words,
-                         f.nibble_panels.data() + grp * group_bytes + p / 2 * NibblePanelBytes(f.field_words), p % 2);
-    }
+    nibbles.panels(f.panels.data() + grp * group_words, per_group, f.field_words,
+                   f.nibble_panels.data() + grp * group_bytes);
   }
 }
 

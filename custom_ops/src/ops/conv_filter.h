@@ -28,7 +28,7 @@ struct PackedFilter {
 
 PackedFilter PrepareFilter(const TensorIn& w, const ConvGeometry& g, const NibbleKernel* nibbles);
 
-// Nibble panels of a group's filters (NibblePanelBytes(field_words) bytes per 32 filters), from filter j on.
+// The bytes of a group's filters' nibble panels (NibblePanelBytes(field_words) per 32 filters).
 inline int64_t GroupNibbleBytes(const PackedFilter& f, int64_t per_group) {
   return (per_group + kNibbleColumns - 1) / kNibbleColumns * NibblePanelBytes(f.field_words);
 }

@@ -60,7 +60,7 @@ struct DotsScratch;
 
 // Gathers panel `panel` of `panels` of receptive fields into a group's nibble fields (NibbleKernel): as the rows of
 // its first `rows` pixels (the filters-as-lanes GEMM's A), or with rows 0 as half of a nibble panel (the
-// pixels-as-lanes GEMM's B; the last nibble panel's other half, past the last pixel, zeroed).
+// pixels-as-lanes GEMM's B).
 void GatherNibbles(const NibbleKernel& nibbles, const Word* image, const int32_t* lane_offsets,
                    const int32_t* tap_offsets, const uint16_t* tap_masks, int64_t taps, int64_t tap_words,
                    int64_t pixel_stride, int64_t panel, int64_t panels, int64_t rows, uint8_t* group_nibbles) {
@@ -70,14 +70,8 @@ void GatherNibbles(const NibbleKernel& nibbles, const Word* image, const int32_t
                         group_nibbles + panel * kPanelLanes * NibblePositions(field_words), rows);
     return;
   }
-  uint8_t* nibble_panel = group_nibbles + panel / 2 * NibblePanelBytes(field_words);
-  nibbles.gather_half(image, lane_offsets, tap_offsets, tap_masks, taps, tap_words, pixel_stride, nibble_panel,
-                      panel % 2);
-  if (panel % 2 == 0 && panel == panels - 1) {
-    for (int64_t p = 0; p < NibblePositions(field_words); ++p) {
-      std::fill_n(nibble_panel + p * kNibbleColumns + kPanelLanes, kPanelLanes, uint8_t{0});
-    }
-  }
+  nibbles.gather_half(image, lane_offsets, tap_offsets, tap_masks, taps, tap_words, pixel_stride,
+                      group_nibbles + panel / 2 * NibblePanelBytes(field_words), panel % 2, panel == panels - 1);
 }
 
 class BinaryConv2D {

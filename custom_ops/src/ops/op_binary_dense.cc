@@ -44,13 +44,9 @@ PackedMatrix PrepareWeights(const TensorIn& w, int64_t channels_in, const Nibble
   PackedMatrix m{w.shape[0], std::vector<Word>(static_cast<size_t>(PanelWords(w.shape[0], words))), {}};
   PackPanels(w.As<Word>(), words, m.out_channels, words, m.panels.data());
   if (nibbles) {
-    // The last nibble panel's missing half (past the last 16 channels): zeros.
-    m.nibble_panels.assign(static_cast<size_t>((m.out_channels + kNibbleColumns - 1) / kNibbleColumns *
-                                               NibblePanelBytes(words)), 0);
-    for (int64_t p = 0; p * kPanelLanes < m.out_channels; ++p) {
-      nibbles->panel_half(m.panels.data() + p * words * kPanelLanes, words,
-                          m.nibble_panels.data() + p / 2 * NibblePanelBytes(words), p % 2);
-    }
+    m.nibble_panels.resize(static_cast<size_t>((m.out_channels + kNibbleColumns - 1) / kNibbleColumns *
+                                               NibblePanelBytes(words)));
+    nibbles->panels(m.panels.data(), m.out_channels, words, m.nibble_panels.data());
   }
   return m;
 }
