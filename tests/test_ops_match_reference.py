@@ -143,6 +143,23 @@ def test_one_session_serves_several_threads_at_once() -> None:
         assert list(pool.map(serve, range(4))) == [turns] * 4
 
 
+def assert_conv_tiers_match_reference(x: np.ndarray, weights: np.ndarray, first: np.ndarray, second: np.ndarray,
+                                      channels_in: int, packed_output: int, **attributes: object) -> None:
+    """BinaryConv2D of x with these weights and output parameters agrees with the reference on every kernel tier."""
+    node = schema.make_node(schema.BINARY_CONV2D, ["x", "w", "first", "second"], ["y"], channels_in=channels_in,
+                            packed_output=packed_output, **attributes)
+    graph = helper.make_graph(
+        [node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.INT32 if packed_output else TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in {"w": weights, "first": first, "second": second}.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), schema.opset_import()])
+    expected = reference.binary_conv2d(x, weights=weights, first=first, second=second, channels_in=channels_in,
+                                       packed_output=packed_output, **attributes)
+    for isa, implicit_gemm in ((None, False), *CAPPED_KERNELS):
+        actual = session(model, isa=isa, implicit_gemm=implicit_gemm).run(None, {"x": x})[0]
+        assert_same(actual, expected, f"kernels capped at {isa}{' with the implicit GEMM' * implicit_gemm}")
+
+
 @pytest.mark.parametrize("packed_output", [0, 1])
 def test_conv_with_fields_of_over_2_16_bits_matches_the_reference(packed_output: int) -> None:
     """A receptive field of 70,000 bits: the AVX2 kernel's 16-bit counters are widened to 32 bits mid-field (every
@@ -153,19 +170,25 @@ def test_conv_with_fields_of_over_2_16_bits_matches_the_reference(packed_output:
     weights = pack_conv_weights(random_signs(rng, (filters, channels_in, 1, 1)))
     first, second = ((rng.integers(-60, 60, filters).astype(np.int32), rng.integers(-1, 2, filters).astype(np.int32))
                      if packed_output else (random_float(rng, (filters,)), random_float(rng, (filters,))))
-    node = schema.make_node(schema.BINARY_CONV2D, ["x", "w", "first", "second"], ["y"], channels_in=channels_in,
-                            packed_output=packed_output)
-    x = random_float(rng, (1, channels_in, 1, 7))
-    graph = helper.make_graph(
-        [node], "wide", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
-        [helper.make_tensor_value_info("y", TensorProto.INT32 if packed_output else TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(v, k) for k, v in {"w": weights, "first": first, "second": second}.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), schema.opset_import()])
-    expected = reference.binary_conv2d(x, weights=weights, first=first, second=second, channels_in=channels_in,
-                                       packed_output=packed_output)
-    for isa, implicit_gemm in ((None, False), *CAPPED_KERNELS):
-        actual = session(model, isa=isa, implicit_gemm=implicit_gemm).run(None, {"x": x})[0]
-        assert_same(actual, expected, f"kernels capped at {isa}{' with the implicit GEMM' * implicit_gemm}")
+    assert_conv_tiers_match_reference(random_float(rng, (1, channels_in, 1, 7)), weights, first, second, channels_in,
+                                      packed_output)
+
+
+@pytest.mark.parametrize("size, filters", [(16, 64), (9, 96)])
+def test_packed_conv_with_thresholds_beyond_16_bits_matches_the_reference(size: int, filters: int) -> None:
+    """Thresholds far outside a 576-bit field's dots, up to the int32 limits, with filters as rows (16x16 pixels:
+    one threshold per row) and as columns (9x9: per column): the AVX2 kernel compares such fields' dots in 16 bits,
+    so it saturates the thresholds (a wrapped one would flip outputs). Padding adds the border kinds' offsets to
+    those 16-bit dots. Every kernel tier agrees with the reference."""
+    rng = np.random.default_rng(12)
+    channels_in = 64
+    weights = pack_conv_weights(random_signs(rng, (filters, channels_in, 3, 3)))
+    extremes = np.array([-2**31, -70_000, -40_000, -600, 600, 40_000, 70_000, 2**31 - 1], np.int64)
+    thresholds = np.where(rng.random(filters) < 0.5, rng.choice(extremes, filters), rng.integers(-80, 80, filters))
+    directions = rng.integers(-1, 2, filters)
+    assert_conv_tiers_match_reference(random_float(rng, (1, channels_in, size, size)), weights,
+                                      thresholds.astype(np.int32), directions.astype(np.int32), channels_in, 1,
+                                      pads=[1, 1, 1, 1])
 
 
 def test_maxpool_windows_over_an_empty_input_are_minus_one() -> None:

@@ -41,9 +41,9 @@ constexpr Tables kTables;
 // panel_stride bytes apart) over positions [start, stop), at most kShortPositions of them, added to `shorts`:
 // per row and panel, those of columns 0-7 and 16-23, then of 8-15 and 24-31 (vpunpck*bw's order).
 template <int R, int C>
-inline __attribute__((always_inline)) void CountShorts(const uint8_t* rows, const uint8_t* panels,
-                                                      int64_t panel_stride, int64_t positions, int64_t start,
-                                                      int64_t stop, __m256i (&shorts)[R][C][2]) {
+__attribute__((noinline)) void CountShorts(const uint8_t* rows, const uint8_t* panels, int64_t panel_stride,
+                                           int64_t positions, int64_t start, int64_t stop,
+                                           __m256i (&shorts)[R][C][2]) {
   const uint8_t* tables = &kTables.entries[0][0];
   for (int64_t chunk = start; chunk < stop; chunk += kBytePositions) {
     const int64_t end = stop < chunk + kBytePositions ? stop : chunk + kBytePositions;
@@ -85,39 +85,143 @@ inline __m256i WidenShorts(const __m256i (&shorts)[2], int g) {
   return _mm256_cvtepu16_epi32(g < 2 ? _mm256_castsi256_si128(s) : _mm256_extracti128_si256(s, 1));
 }
 
+// Fields of at most this many bits have dots that fit 16 bits, and so do their kind offsets taken modulo 2^16 (the
+// sum is exact): packed outputs are then compared 16 columns per vector.
+constexpr int32_t kShortDotBits = 32767;
+
+inline int16_t Saturated16(int32_t v) { return static_cast<int16_t>(v < -32768 ? -32768 : v > 32767 ? 32767 : v); }
+
+// Byte tables (in both 128-bit lanes) of the low and high bytes of 16 kinds' offsets, for vpshufb by kind.
+struct KindBytes {
+  __m256i low, high;
+};
+
+inline KindBytes KindBytesOf(const int32_t* offsets) {
+  // Per 128-bit lane: the low bytes of its 4 offsets, then their second bytes.
+  const __m256i low_then_high = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, -1, -1, -1, -1, -1, -1, -1, -1,  //
+                                                 0, 4, 8, 12, 1, 5, 9, 13, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m256i a = _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets)), low_then_high);
+  const __m256i b =
+      _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets + 8)), low_then_high);
+  // Unpacked: low bytes of 0-3, 8-11, high bytes of 0-3, 8-11, then the same of 4-7, 12-15.
+  const __m256i bytes =
+      _mm256_permutevar8x32_epi32(_mm256_unpacklo_epi32(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  return {_mm256_permute2x128_si256(bytes, bytes, 0x00), _mm256_permute2x128_si256(bytes, bytes, 0x11)};
+}
+
+// 32 columns' int32 values from `values` in CountShorts' order as 16 bits: columns 0-7 and 16-23 (half 0), 8-15 and
+// 24-31 (half 1); saturated, or else the low 16 bits.
+template <bool kSaturate>
+inline __m256i ShortsOf(const int32_t* values, int half) {
+  const auto load = [&](int at) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + at)); };
+  const __m256i a = load(8 * half), b = load(16 + 8 * half);
+  __m256i pairs;  // a's 0-3, b's 0-3, a's 4-7, b's 4-7
+  if constexpr (kSaturate) {
+    pairs = _mm256_packs_epi32(a, b);
+  } else {
+    const __m256i low_words = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,  //
+                                               0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
+    pairs = _mm256_unpacklo_epi64(_mm256_shuffle_epi8(a, low_words), _mm256_shuffle_epi8(b, low_words));
+  }
+  return _mm256_permute4x64_epi64(pairs, 0xd8);
+}
+
+// Stores the packed bits of row i's C panels of columns from j from their 16-bit counts (CountShorts' order), in a
+// field of at most kShortDotBits bits: the dots, their kind offsets and the thresholds in 16 bits, compared 16
+// columns per instruction, and a panel's 32 bits taken at once. Every output parameter is read before the row's
+// first store: vector stores may alias anything, so read through `out` they would be loaded again after each.
+template <int C>
+inline __attribute__((always_inline)) void StoreShortRowBits(const GemmOutput& out, int64_t i, int64_t j,
+                                                            const __m256i (&shorts)[C][2]) {
+  const __m256i bits = _mm256_set1_epi16(static_cast<int16_t>(out.bits));
+  const uint8_t* const column_kinds = out.column_kinds ? out.column_kinds + j : nullptr;
+  KindBytes kinds{};
+  if (column_kinds) kinds = KindBytesOf(out.kind_offsets + i * GemmOutput::kKinds);
+  const int32_t* const row_offsets =
+      out.row_kinds && out.row_kinds[i] != 0 ? out.kind_offsets + out.row_kinds[i] * out.kinds_stride + j : nullptr;
+  // Thresholds per row (lane bits) or per column (words), saturated to 16 bits: the dots lie within.
+  uint16_t* const lane_bits = out.lane_bits ? out.lane_bits + j / kPanelLanes * out.stride + i : nullptr;
+  const int64_t lane_stride = out.stride;
+  Word* const words = out.words ? out.words + i * out.stride + j / kWordBits : nullptr;
+  const int32_t* const below = lane_bits ? nullptr : out.below + j;
+  const int32_t* const above = lane_bits ? nullptr : out.above + j;
+  const __m256i row_below = _mm256_set1_epi16(lane_bits ? Saturated16(out.below[i]) : 0);
+  const __m256i row_above = _mm256_set1_epi16(lane_bits ? Saturated16(out.above[i]) : 0);
+  for (int c = 0; c < C; ++c) {
+    const int64_t at = kNibbleColumns * c;
+    __m256i dots[2];
+    for (int h = 0; h < 2; ++h) dots[h] = _mm256_sub_epi16(bits, _mm256_add_epi16(shorts[c][h], shorts[c][h]));
+    if (column_kinds) {
+      const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(column_kinds + at));
+      const __m256i low = _mm256_shuffle_epi8(kinds.low, k), high = _mm256_shuffle_epi8(kinds.high, k);
+      dots[0] = _mm256_add_epi16(dots[0], _mm256_unpacklo_epi8(low, high));
+      dots[1] = _mm256_add_epi16(dots[1], _mm256_unpackhi_epi8(low, high));
+    }
+    for (int h = 0; row_offsets && h < 2; ++h) {
+      dots[h] = _mm256_add_epi16(dots[h], ShortsOf<false>(row_offsets + at, h));
+    }
+    __m256i set[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i low = lane_bits ? row_below : ShortsOf<true>(below + at, h);
+      const __m256i high = lane_bits ? row_above : ShortsOf<true>(above + at, h);
+      set[h] = _mm256_or_si256(_mm256_cmpgt_epi16(low, dots[h]), _mm256_cmpgt_epi16(dots[h], high));
+    }
+    // Packed to bytes, columns 0-31 in order.
+    const auto run = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_packs_epi16(set[0], set[1])));
+    if (lane_bits) {
+      lane_bits[2 * c * lane_stride] = static_cast<uint16_t>(run);
+      lane_bits[(2 * c + 1) * lane_stride] = static_cast<uint16_t>(run >> 16);
+    } else {
+      words[c] = run;
+    }
+  }
+}
+
 // Rows [i, i + R) of A (from `rows`, `positions` bytes each) against C nibble panels (from `panels`, panel_stride
 // bytes apart): the columns [j, j + lanes) of the call.
 template <int R, int C, StoreForm kForm>
 __attribute__((noinline)) void Tile(const uint8_t* rows, const uint8_t* panels, int64_t panel_stride,
                                     int64_t positions, const GemmOutput& out, int64_t i, int64_t j, int64_t lanes) {
-  // Per row and panel, the 32-bit counts of columns 0-7, 8-15, 16-23 and 24-31.
-  __m256i totals[R][C][4];
-  for (int64_t start = 0; start < positions; start += kShortPositions) {
-    __m256i shorts[R][C][2];
+  // The last run of positions' 16-bit counts and, in fields of more than kShortPositions, the 32-bit counts of
+  // the runs before it (per row and panel: columns 0-7, 8-15, 16-23 and 24-31). Counts are widened to 32 bits a
+  // row at a time as they are stored, not all at once: the tile's 32 vectors of them would not fit in registers.
+  const bool long_field = positions > kShortPositions;
+  __m256i shorts[R][C][2], earlier[R][C][4];
+  for (int64_t start = 0;; start += kShortPositions) {
     for (int r = 0; r < R; ++r) {
       for (int c = 0; c < C; ++c) shorts[r][c][0] = shorts[r][c][1] = _mm256_setzero_si256();
     }
-    CountShorts<R, C>(rows, panels, panel_stride, positions, start,
-                      positions < start + kShortPositions ? positions : start + kShortPositions, shorts);
+    const int64_t stop = positions < start + kShortPositions ? positions : start + kShortPositions;
+    CountShorts<R, C>(rows, panels, panel_stride, positions, start, stop, shorts);
+    if (stop == positions) break;
     for (int r = 0; r < R; ++r) {
       for (int c = 0; c < C; ++c) {
         for (int g = 0; g < 4; ++g) {
           const __m256i counts = WidenShorts(shorts[r][c], g);
-          totals[r][c][g] = start == 0 ? counts : _mm256_add_epi32(totals[r][c][g], counts);
+          earlier[r][c][g] = start == 0 ? counts : _mm256_add_epi32(earlier[r][c][g], counts);
         }
       }
     }
+  }
+  // Row r's 32-bit counts of the tile's columns 8v to 8v + 7.
+  const auto counts = [&](int r, int v) {
+    const __m256i last = WidenShorts(shorts[r][v / 4], v % 4);
+    return long_field ? _mm256_add_epi32(earlier[r][v / 4][v % 4], last) : last;
+  };
+  if (kForm == StoreForm::kBits && lanes == C * kNibbleColumns && !long_field && out.bits <= kShortDotBits) {
+    for (int r = 0; r < R; ++r) StoreShortRowBits<C>(out, i + r, j, shorts[r]);
+    return;
   }
   // A row's columns are stored at once where the tile is whole and the form allows (the same for every row of a
   // call), transposed floats 4 rows at once, else a run of 16 at a time. Not unrolled: the tile's code would no
   // longer fit the op cache (measured 1.1-1.4x slower unrolled).
   if constexpr (kForm == StoreForm::kFloatColumns && R == 4) {
     if (lanes == C * kNibbleColumns) {
-      __m256i counts[4][4 * C];
+      __m256i rows_counts[4][4 * C];
       for (int r = 0; r < 4; ++r) {
-        for (int v = 0; v < 4 * C; ++v) counts[r][v] = totals[r][v / 4][v % 4];
+        for (int v = 0; v < 4 * C; ++v) rows_counts[r][v] = counts(r, v);
       }
-      StoreColumnsOf4Rows<2 * C>(out, i, j, counts);
+      StoreColumnsOf4Rows<2 * C>(out, i, j, rows_counts);
       return;
     }
   }
@@ -125,19 +229,19 @@ __attribute__((noinline)) void Tile(const uint8_t* rows, const uint8_t* panels, 
     int r = 0;
 #pragma GCC unroll 1
     for (; r < R; ++r) {
-      __m256i counts[4 * C];
-      for (int v = 0; v < 4 * C; ++v) counts[v] = totals[r][v / 4][v % 4];
-      if (!StorePanel<kForm, 2 * C>(out, i + r, j, counts)) break;
+      __m256i row[4 * C];
+      for (int v = 0; v < 4 * C; ++v) row[v] = counts(r, v);
+      if (!StorePanel<kForm, 2 * C>(out, i + r, j, row)) break;
     }
     if (r == R) return;
   }
 #pragma GCC unroll 1
   for (int v = 0; v < R * 2 * C; ++v) {  // row v / 2C, its columns 16 (v % 2C) to 16 (v % 2C) + 15
-    const int r = v / (2 * C), c = v % (2 * C) / 2, h = v % 2;
-    const int64_t first = kNibbleColumns * c + kPanelLanes * h;
+    const int r = v / (2 * C), run = v % (2 * C);
+    const int64_t first = kPanelLanes * run;
     if (first >= lanes) continue;
-    const __m256i counts[2] = {totals[r][c][2 * h], totals[r][c][2 * h + 1]};
-    StoreCounts<kForm>(out, i + r, j + first, counts, lanes - first < kPanelLanes ? lanes - first : kPanelLanes);
+    const __m256i run_counts[2] = {counts(r, 2 * run), counts(r, 2 * run + 1)};
+    StoreCounts<kForm>(out, i + r, j + first, run_counts, lanes - first < kPanelLanes ? lanes - first : kPanelLanes);
   }
 }
 
