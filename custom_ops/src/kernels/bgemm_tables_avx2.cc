@@ -183,8 +183,8 @@ template <int R, int C, StoreForm kForm>
 __attribute__((noinline)) void Tile(const uint8_t* rows, const uint8_t* panels, int64_t panel_stride,
                                     int64_t positions, const GemmOutput& out, int64_t i, int64_t j, int64_t lanes) {
   // The last run of positions' 16-bit counts and, in fields of more than kShortPositions, the 32-bit counts of
-  // the runs before it (per row and panel: columns 0-7, 8-15, 16-23 and 24-31). Counts are widened to 32 bits a
-  // row at a time as they are stored, not all at once: the tile's 32 vectors of them would not fit in registers.
+  // the runs before it (per row and panel: columns 0-7, 8-15, 16-23 and 24-31). Packed outputs use the 16-bit
+  // counts as they are; the other forms widen them where they store them (`counts`).
   const bool long_field = positions > kShortPositions;
   __m256i shorts[R][C][2], earlier[R][C][4];
   for (int64_t start = 0;; start += kShortPositions) {
