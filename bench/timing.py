@@ -18,6 +18,10 @@ from pathlib import Path
 # for 40-60 ms after a run (measured here from their CPU time), and a spinning worker takes a vCPU from the next
 # multi-threaded contender.
 SPIN_PAUSE_S = 0.15
+# Seconds of untimed runs after such a pause: a vCPU that idled can run slow for its next ~0.1 s of work (measured
+# here: QuickNet 1 thread 6.7-7.8 ms per run for the first 10-15 runs after a 0.15 s sleep, 5.5 ms after them),
+# which a fixed count of warm-up runs leaves in the timed runs of a short contender and not of a long one.
+RAMP_S = 0.2
 
 
 def kernel_choice() -> str:
@@ -37,13 +41,16 @@ class Measured:
 def interleaved_rounds_ms(runs: Mapping[str, Callable[[], object]], rounds: int, timed: int = 5, warmup: int = 2,
                           pause_s: float = 0.0, host: HostLoad | None = None) -> dict[str, list[list[float]]]:
     """Milliseconds per contender and round: `rounds` rounds of `warmup` untimed and `timed` timed runs each, with
-    `pause_s` seconds of sleep before each contender's turn and the host's state sampled after it. A run returning
-    a Measured is timed by it."""
+    `pause_s` seconds of sleep before each contender's turn (then untimed runs for at least RAMP_S) and the host's
+    state sampled after it. A run returning a Measured is timed by it."""
     times: dict[str, list[list[float]]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             time.sleep(pause_s)
+            warm_until = time.perf_counter() + (RAMP_S if pause_s else 0.0)
             for _ in range(warmup):
+                run()
+            while time.perf_counter() < warm_until:
                 run()
             samples = []
             for _ in range(timed):
