@@ -174,6 +174,27 @@ def test_conv_with_fields_of_over_2_16_bits_matches_the_reference(packed_output:
                                       packed_output)
 
 
+@pytest.mark.parametrize("packed_output", [0, 1])
+def test_conv_with_dots_beyond_16_bits_matches_the_reference(packed_output: int) -> None:
+    """A 33,300-bit receptive field (3700 channels, 3x3, padded) where the first filters match the input's signs,
+    or their opposites, at every tap: dots near +-33,300, beyond 16 bits. The AVX2 kernel keeps a field's dots in
+    16 bits only when every possible dot fits (fields of at most 32,767 bits). 64 filters against 8x8 pixels:
+    filters as rows for float output, as columns for packed output. Every kernel tier agrees with the reference."""
+    rng = np.random.default_rng(13)
+    channels_in, filters, size = 3700, 64, 8
+    signs = random_signs(rng, (channels_in,))
+    w = random_signs(rng, (filters, channels_in, 3, 3))
+    w[:4] = signs[:, None, None] * np.array([1, -1, 1, -1], np.float32)[:, None, None, None]
+    x = (signs[:, None, None] * (0.5 + rng.random((channels_in, size, size)))).astype(np.float32)[None]
+    if packed_output:  # thresholds among the large dots
+        first = rng.integers(-33_300, 33_300, filters).astype(np.int32)
+        second = rng.integers(-1, 2, filters).astype(np.int32)
+    else:
+        first, second = random_float(rng, (filters,)), random_float(rng, (filters,))
+    assert_conv_tiers_match_reference(x, pack_conv_weights(w), first, second, channels_in, packed_output,
+                                      pads=[1, 1, 1, 1])
+
+
 @pytest.mark.parametrize("size, filters", [(16, 64), (9, 96)])
 def test_packed_conv_with_thresholds_beyond_16_bits_matches_the_reference(size: int, filters: int) -> None:
     """Thresholds far outside a 576-bit field's dots, up to the int32 limits, with filters as rows (16x16 pixels:

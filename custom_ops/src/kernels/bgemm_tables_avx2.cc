@@ -89,8 +89,6 @@ inline __m256i WidenShorts(const __m256i (&shorts)[2], int g) {
 // sum is exact): packed outputs are then compared 16 columns per vector.
 constexpr int32_t kShortDotBits = 32767;
 
-inline int16_t Saturated16(int32_t v) { return static_cast<int16_t>(v < -32768 ? -32768 : v > 32767 ? 32767 : v); }
-
 // Byte tables (in both 128-bit lanes) of the low and high bytes of 16 kinds' offsets, for vpshufb by kind.
 struct KindBytes {
   __m256i low, high;
@@ -126,10 +124,26 @@ inline __m256i ShortsOf(const int32_t* values, int half) {
   return _mm256_permute4x64_epi64(pairs, 0xd8);
 }
 
-// Stores the packed bits of row i's C panels of columns from j from their 16-bit counts (CountShorts' order), in a
-// field of at most kShortDotBits bits: the dots, their kind offsets and the thresholds in 16 bits, compared 16
-// columns per instruction, and a panel's 32 bits taken at once. Every output parameter is read before the row's
-// first store: vector stores may alias anything, so read through `out` they would be loaded again after each.
+// A tile row's 16-bit dots of a panel (its columns from `at` within the tile) from its 16-bit counts (CountShorts'
+// order), in a field of at most kShortDotBits bits, with the kind offsets of its columns (`kinds`, when
+// column_kinds) and of the row itself (row_offsets, when not null), taken modulo 2^16: the sum is exact.
+inline void ShortDots(const __m256i (&counts)[2], int64_t at, __m256i bits, const uint8_t* column_kinds,
+                      const KindBytes& kinds, const int32_t* row_offsets, __m256i (&dots)[2]) {
+  for (int h = 0; h < 2; ++h) dots[h] = _mm256_sub_epi16(bits, _mm256_add_epi16(counts[h], counts[h]));
+  if (column_kinds) {
+    const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(column_kinds + at));
+    const __m256i low = _mm256_shuffle_epi8(kinds.low, k), high = _mm256_shuffle_epi8(kinds.high, k);
+    dots[0] = _mm256_add_epi16(dots[0], _mm256_unpacklo_epi8(low, high));
+    dots[1] = _mm256_add_epi16(dots[1], _mm256_unpackhi_epi8(low, high));
+  }
+  for (int h = 0; row_offsets && h < 2; ++h) dots[h] = _mm256_add_epi16(dots[h], ShortsOf<false>(row_offsets + at, h));
+}
+
+// Stores the packed bits of row i's C panels of columns from j (filters: thresholds per column) from their 16-bit
+// counts (CountShorts' order), in a field of at most kShortDotBits bits: the dots, their kind offsets and the
+// thresholds in 16 bits, compared 16 columns per instruction, and a panel's 32 bits taken at once. Every output
+// parameter is read before the row's first store: vector stores may alias anything, so read through `out` they
+// would be loaded again after each.
 template <int C>
 inline __attribute__((always_inline)) void StoreShortRowBits(const GemmOutput& out, int64_t i, int64_t j,
                                                             const __m256i (&shorts)[C][2]) {
@@ -139,43 +153,185 @@ inline __attribute__((always_inline)) void StoreShortRowBits(const GemmOutput& o
   if (column_kinds) kinds = KindBytesOf(out.kind_offsets + i * GemmOutput::kKinds);
   const int32_t* const row_offsets =
       out.row_kinds && out.row_kinds[i] != 0 ? out.kind_offsets + out.row_kinds[i] * out.kinds_stride + j : nullptr;
-  // Thresholds per row (lane bits) or per column (words), saturated to 16 bits: the dots lie within.
-  uint16_t* const lane_bits = out.lane_bits ? out.lane_bits + j / kPanelLanes * out.stride + i : nullptr;
-  const int64_t lane_stride = out.stride;
-  Word* const words = out.words ? out.words + i * out.stride + j / kWordBits : nullptr;
-  const int32_t* const below = lane_bits ? nullptr : out.below + j;
-  const int32_t* const above = lane_bits ? nullptr : out.above + j;
-  const __m256i row_below = _mm256_set1_epi16(lane_bits ? Saturated16(out.below[i]) : 0);
-  const __m256i row_above = _mm256_set1_epi16(lane_bits ? Saturated16(out.above[i]) : 0);
+  Word* const words = out.words + i * out.stride + j / kWordBits;
+  const int32_t *const below = out.below + j, *const above = out.above + j;
   for (int c = 0; c < C; ++c) {
     const int64_t at = kNibbleColumns * c;
     __m256i dots[2];
-    for (int h = 0; h < 2; ++h) dots[h] = _mm256_sub_epi16(bits, _mm256_add_epi16(shorts[c][h], shorts[c][h]));
-    if (column_kinds) {
-      const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(column_kinds + at));
-      const __m256i low = _mm256_shuffle_epi8(kinds.low, k), high = _mm256_shuffle_epi8(kinds.high, k);
-      dots[0] = _mm256_add_epi16(dots[0], _mm256_unpacklo_epi8(low, high));
-      dots[1] = _mm256_add_epi16(dots[1], _mm256_unpackhi_epi8(low, high));
-    }
-    for (int h = 0; row_offsets && h < 2; ++h) {
-      dots[h] = _mm256_add_epi16(dots[h], ShortsOf<false>(row_offsets + at, h));
-    }
+    ShortDots(shorts[c], at, bits, column_kinds, kinds, row_offsets, dots);
     __m256i set[2];
-    for (int h = 0; h < 2; ++h) {
-      const __m256i low = lane_bits ? row_below : ShortsOf<true>(below + at, h);
-      const __m256i high = lane_bits ? row_above : ShortsOf<true>(above + at, h);
-      set[h] = _mm256_or_si256(_mm256_cmpgt_epi16(low, dots[h]), _mm256_cmpgt_epi16(dots[h], high));
+    for (int h = 0; h < 2; ++h) {  // thresholds saturated to 16 bits: the dots lie within
+      set[h] = _mm256_or_si256(_mm256_cmpgt_epi16(ShortsOf<true>(below + at, h), dots[h]),
+                               _mm256_cmpgt_epi16(dots[h], ShortsOf<true>(above + at, h)));
     }
     // Packed to bytes, columns 0-31 in order.
-    const auto run = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_packs_epi16(set[0], set[1])));
-    if (lane_bits) {
-      lane_bits[2 * c * lane_stride] = static_cast<uint16_t>(run);
-      lane_bits[(2 * c + 1) * lane_stride] = static_cast<uint16_t>(run >> 16);
-    } else {
-      words[c] = run;
+    words[c] = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_packs_epi16(set[0], set[1])));
+  }
+}
+
+// What a float call computes after multiplier and bias (GemmOutput), as bits of a template argument: tested
+// at run time per vector they cost a 64@56 layer 9-11%.
+enum FloatFeature { kRelu = 1, kPostAffine = 2, kResidual = 4, kFinalRelu = 8, kSigns = 16, kFloatFeatures = 32 };
+
+int FloatFeaturesOf(const GemmOutput& out) {
+  return (out.relu ? kRelu : 0) | (out.post_multiplier ? kPostAffine : 0) | (out.residual ? kResidual : 0) |
+         (out.final_relu ? kFinalRelu : 0) | (out.sign_bits ? kSigns : 0);
+}
+
+// Whether StoreShortFloats stores a whole tile: fields of at most kShortDotBits bits, kinds of pixels as the
+// columns (float rows) or as the rows (transposed), no column map (the implicit GEMM's, which takes the word kernel).
+bool ShortFloats(const GemmOutput& out) {
+  const bool other_kinds = out.transposed ? out.column_kinds != nullptr : out.row_kinds != nullptr;
+  return out.bits <= kShortDotBits && !out.panel_valid && !other_kinds;
+}
+
+// Columns 8g to 8g + 7 of a panel from its 16-bit dots (CountShorts' order) as floats.
+inline __m256 FloatsOf(const __m256i (&dots)[2], int g) {
+  const __m256i d = dots[g % 2];
+  return _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(g < 2 ? _mm256_castsi256_si128(d) : _mm256_extracti128_si256(d, 1)));
+}
+
+// float(dot) * multiplier + bias, then the features up to the residual: ReLU and the post affine.
+template <int kFeatures>
+inline __m256 Affine(__m256 dot, __m256 multiplier, __m256 bias, __m256 post_multiplier, __m256 post_bias) {
+  __m256 y = _mm256_add_ps(_mm256_mul_ps(dot, multiplier), bias);
+  // max(0, y) is 0 > y ? 0 : y: NaN and -0.0 pass through, as `y < 0 ? 0 : y` does.
+  if constexpr ((kFeatures & kRelu) != 0) y = _mm256_max_ps(_mm256_setzero_ps(), y);
+  if constexpr ((kFeatures & kPostAffine) != 0) y = _mm256_add_ps(_mm256_mul_ps(y, post_multiplier), post_bias);
+  return y;
+}
+
+// The features from the residual on (residual: its 8 values, when kResidual), and y's sign mask.
+template <int kFeatures>
+inline __m256 Finished(__m256 y, __m256 residual, uint32_t& signs, int shift) {
+  if constexpr ((kFeatures & kResidual) != 0) y = _mm256_add_ps(y, residual);
+  if constexpr ((kFeatures & kFinalRelu) != 0) y = _mm256_max_ps(_mm256_setzero_ps(), y);
+  if constexpr ((kFeatures & kSigns) != 0) {
+    signs |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_LT_OQ))) << shift;
+  }
+  return y;
+}
+
+// Float rows [i, i + R) (filters) and the C whole panels from column j (pixels).
+template <int R, int C, int kFeatures>
+inline __attribute__((always_inline)) void StoreShortFloatRows(const GemmOutput& out, int64_t i, int64_t j,
+                                                              const __m256i (&shorts)[R][C][2]) {
+  const __m256i bits = _mm256_set1_epi16(static_cast<int16_t>(out.bits));
+  const uint8_t* const column_kinds = out.column_kinds ? out.column_kinds + j : nullptr;
+  const int32_t* const kind_offsets = out.kind_offsets + i * GemmOutput::kKinds;
+  const int64_t stride = out.stride, sign_stride = out.sign_stride;
+  float* const floats = out.floats + i * stride + j;
+  const float* const residual = (kFeatures & kResidual) != 0 ? out.residual + i * stride + j : nullptr;
+  uint16_t* const sign_bits = (kFeatures & kSigns) != 0 ? out.sign_bits + j / kPanelLanes * sign_stride + i : nullptr;
+  const float *const multipliers = out.multiplier + i, *const biases = out.bias + i;
+  const bool post = (kFeatures & kPostAffine) != 0;
+  const float *const post_multipliers = post ? out.post_multiplier + i : nullptr;
+  const float* const post_biases = post ? out.post_bias + i : nullptr;
+  for (int r = 0; r < R; ++r) {
+    KindBytes kinds{};
+    if (column_kinds) kinds = KindBytesOf(kind_offsets + r * GemmOutput::kKinds);
+    const __m256 multiplier = _mm256_set1_ps(multipliers[r]), bias = _mm256_set1_ps(biases[r]);
+    const __m256 post_multiplier = _mm256_set1_ps(post ? post_multipliers[r] : 0.0f);
+    const __m256 post_bias = _mm256_set1_ps(post ? post_biases[r] : 0.0f);
+    for (int c = 0; c < C; ++c) {
+      __m256i dots[2];
+      ShortDots(shorts[r][c], kNibbleColumns * c, bits, column_kinds, kinds, nullptr, dots);
+      uint32_t signs = 0;
+      for (int g = 0; g < 4; ++g) {  // the panel's columns 8g to 8g + 7
+        const int64_t at = r * stride + kNibbleColumns * c + 8 * g;
+        const __m256 y = Affine<kFeatures>(FloatsOf(dots, g), multiplier, bias, post_multiplier, post_bias);
+        const __m256 add = residual ? _mm256_loadu_ps(residual + at) : __m256{};
+        _mm256_storeu_ps(floats + at, Finished<kFeatures>(y, add, signs, 8 * g));
+      }
+      if (sign_bits) {
+        sign_bits[2 * c * sign_stride + r] = static_cast<uint16_t>(signs);
+        sign_bits[(2 * c + 1) * sign_stride + r] = static_cast<uint16_t>(signs >> 16);
+      }
     }
   }
 }
+
+// Transposed floats of rows [i, i + 4) (pixels) and the C whole panels from column j (filters): filter f's row of
+// the output gets pixel i's float at f * stride + i. Each filter's 4 floats are consecutive there, so the 4 rows'
+// vectors of 8 filters are transposed in registers (Transpose4x4InLanes) and stored 4 floats at a time; the
+// residual is read the same way.
+template <int C, int kFeatures>
+inline __attribute__((always_inline)) void StoreShortFloatColumns(const GemmOutput& out, int64_t i, int64_t j,
+                                                                 const __m256i (&shorts)[4][C][2]) {
+  const __m256i bits = _mm256_set1_epi16(static_cast<int16_t>(out.bits));
+  const int64_t stride = out.stride, sign_stride = out.sign_stride;
+  float* const floats = out.floats + j * stride + i;
+  const float* const residual = (kFeatures & kResidual) != 0 ? out.residual + j * stride + i : nullptr;
+  uint16_t* const sign_bits = (kFeatures & kSigns) != 0 ? out.sign_bits + i * sign_stride + j / kPanelLanes : nullptr;
+  const float *const multipliers = out.multiplier + j, *const biases = out.bias + j;
+  const bool post = (kFeatures & kPostAffine) != 0;
+  const float *const post_multipliers = post ? out.post_multiplier + j : nullptr;
+  const float* const post_biases = post ? out.post_bias + j : nullptr;
+  const int32_t* row_offsets[4];
+  for (int r = 0; r < 4; ++r) {
+    const int32_t kind = out.row_kinds ? out.row_kinds[i + r] : 0;
+    row_offsets[r] = kind != 0 ? out.kind_offsets + kind * out.kinds_stride + j : nullptr;
+  }
+  uint32_t signs[4][C] = {};
+  for (int c = 0; c < C; ++c) {
+    __m256i dots[4][2];
+    for (int r = 0; r < 4; ++r) {
+      ShortDots(shorts[r][c], kNibbleColumns * c, bits, nullptr, KindBytes{}, row_offsets[r], dots[r]);
+    }
+    for (int g = 0; g < 4; ++g) {  // the panel's columns 8g to 8g + 7
+      const int64_t at = kNibbleColumns * c + 8 * g;
+      const __m256 multiplier = _mm256_loadu_ps(multipliers + at), bias = _mm256_loadu_ps(biases + at);
+      const __m256 post_multiplier = post ? _mm256_loadu_ps(post_multipliers + at) : __m256{};
+      const __m256 post_bias = post ? _mm256_loadu_ps(post_biases + at) : __m256{};
+      __m256 ys[4], adds[4] = {};
+      for (int r = 0; r < 4; ++r) {
+        ys[r] = Affine<kFeatures>(FloatsOf(dots[r], g), multiplier, bias, post_multiplier, post_bias);
+      }
+      if (residual) {
+        for (int l = 0; l < 4; ++l) {
+          adds[l] = _mm256_loadu2_m128(residual + (at + l + 4) * stride, residual + (at + l) * stride);
+        }
+        Transpose4x4InLanes(adds);
+      }
+      for (int r = 0; r < 4; ++r) ys[r] = Finished<kFeatures>(ys[r], adds[r], signs[r][c], 8 * g);
+      Transpose4x4InLanes(ys);
+      for (int l = 0; l < 4; ++l) {
+        _mm256_storeu2_m128(floats + (at + l + 4) * stride, floats + (at + l) * stride, ys[l]);
+      }
+    }
+  }
+  for (int r = 0; sign_bits && r < 4; ++r) {
+    for (int c = 0; c < C; ++c) {
+      sign_bits[r * sign_stride + 2 * c] = static_cast<uint16_t>(signs[r][c]);
+      sign_bits[r * sign_stride + 2 * c + 1] = static_cast<uint16_t>(signs[r][c] >> 16);
+    }
+  }
+}
+
+// The floats of a whole tile from its 16-bit counts (ShortFloats), widened to 32 bits 8 columns at a time. Every
+// output parameter is read before the first store (StoreShortRowBits says why).
+template <int R, int C, bool kTransposed, int kFeatures>
+__attribute__((noinline)) void StoreShortFloats(const GemmOutput& out, int64_t i, int64_t j,
+                                                const __m256i (&shorts)[R][C][2]) {
+  if constexpr (kTransposed) {
+    StoreShortFloatColumns<C, kFeatures>(out, i, j, shorts);
+  } else {
+    StoreShortFloatRows<R, C, kFeatures>(out, i, j, shorts);
+  }
+}
+
+// StoreShortFloats<R, C, kTransposed, features> by features.
+template <int R, int C, bool kTransposed>
+struct ShortFloatsFns {
+  using Fn = void (*)(const GemmOutput&, int64_t, int64_t, const __m256i (&)[R][C][2]);
+  Fn by_features[kFloatFeatures];
+  template <int kFeatures = 0>
+  constexpr void Fill() {
+    by_features[kFeatures] = &StoreShortFloats<R, C, kTransposed, kFeatures>;
+    if constexpr (kFeatures + 1 < kFloatFeatures) Fill<kFeatures + 1>();
+  }
+  constexpr ShortFloatsFns() : by_features() { Fill(); }
+};
 
 // Rows [i, i + R) of A (from `rows`, `positions` bytes each) against C nibble panels (from `panels`, panel_stride
 // bytes apart): the columns [j, j + lanes) of the call.
@@ -208,9 +364,18 @@ __attribute__((noinline)) void Tile(const uint8_t* rows, const uint8_t* panels, 
     const __m256i last = WidenShorts(shorts[r][v / 4], v % 4);
     return long_field ? _mm256_add_epi32(earlier[r][v / 4][v % 4], last) : last;
   };
-  if (kForm == StoreForm::kBits && lanes == C * kNibbleColumns && !long_field && out.bits <= kShortDotBits) {
+  if (kForm == StoreForm::kBits && out.words && lanes == C * kNibbleColumns && !long_field &&
+      out.bits <= kShortDotBits) {
     for (int r = 0; r < R; ++r) StoreShortRowBits<C>(out, i + r, j, shorts[r]);
     return;
+  }
+  constexpr bool kFloats = kForm == StoreForm::kFloatRows || (kForm == StoreForm::kFloatColumns && R == 4);
+  if constexpr (kFloats) {
+    if (lanes == C * kNibbleColumns && !long_field && ShortFloats(out)) {
+      static constexpr ShortFloatsFns<R, C, kForm == StoreForm::kFloatColumns> kFns;
+      kFns.by_features[FloatFeaturesOf(out)](out, i, j, shorts);
+      return;
+    }
   }
   // A row's columns are stored at once where the tile is whole and the form allows (the same for every row of a
   // call), transposed floats 4 rows at once, else a run of 16 at a time. Not unrolled: the tile's code would no

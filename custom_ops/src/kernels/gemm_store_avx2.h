@@ -159,6 +159,15 @@ __attribute__((noinline)) bool StoreColumnsPanel(const GemmOutput& out, int64_t 
   return StorePanel<StoreForm::kFloatColumns>(out, i, j, counts);
 }
 
+// x[r] lane l to x[l] lane r within each 128-bit half: 4 rows of 8 columns to, per x[l], column l (low half) and
+// column l + 4 (high half) of the 4 rows. Its own inverse.
+inline void Transpose4x4InLanes(__m256 (&x)[4]) {
+  const __m256 low01 = _mm256_unpacklo_ps(x[0], x[1]), high01 = _mm256_unpackhi_ps(x[0], x[1]);
+  const __m256 low23 = _mm256_unpacklo_ps(x[2], x[3]), high23 = _mm256_unpackhi_ps(x[2], x[3]);
+  x[0] = _mm256_shuffle_ps(low01, low23, 0x44), x[1] = _mm256_shuffle_ps(low01, low23, 0xee);
+  x[2] = _mm256_shuffle_ps(high01, high23, 0x44), x[3] = _mm256_shuffle_ps(high01, high23, 0xee);
+}
+
 // Transposed floats of 4 consecutive rows from i (pixels) and the kGroups whole runs of 16 columns from j (filters):
 // each filter's 4 floats are consecutive in its row of the output, so a 4 x 8 transpose in registers stores them
 // 4 at a time instead of one by one.
@@ -173,16 +182,10 @@ inline __attribute__((always_inline)) void StoreColumnsOf4Rows(const GemmOutput&
     FloatResults<true>(out, i + r, j, dots, nullptr, ys[r]);
   }
   for (int v = 0; v < kVectors; ++v) {
-    const __m256 low01 = _mm256_unpacklo_ps(ys[0][v], ys[1][v]), high01 = _mm256_unpackhi_ps(ys[0][v], ys[1][v]);
-    const __m256 low23 = _mm256_unpacklo_ps(ys[2][v], ys[3][v]), high23 = _mm256_unpackhi_ps(ys[2][v], ys[3][v]);
-    // Lane l of each: column l (low 128 bits) and column l + 4 (high), rows 0-3.
-    const __m256 by_column[4] = {_mm256_shuffle_ps(low01, low23, 0x44), _mm256_shuffle_ps(low01, low23, 0xee),
-                                 _mm256_shuffle_ps(high01, high23, 0x44), _mm256_shuffle_ps(high01, high23, 0xee)};
+    __m256 by_column[4] = {ys[0][v], ys[1][v], ys[2][v], ys[3][v]};
+    Transpose4x4InLanes(by_column);
     float* const first = out.floats + (j + 8 * v) * out.stride + i;
-    for (int l = 0; l < 4; ++l) {
-      _mm_storeu_ps(first + l * out.stride, _mm256_castps256_ps128(by_column[l]));
-      _mm_storeu_ps(first + (l + 4) * out.stride, _mm256_extractf128_ps(by_column[l], 1));
-    }
+    for (int l = 0; l < 4; ++l) _mm256_storeu2_m128(first + (l + 4) * out.stride, first + l * out.stride, by_column[l]);
   }
 }
 
