@@ -218,7 +218,7 @@ inline __attribute__((always_inline)) void StoreShortFloatRows(const GemmOutput&
                                                               const __m256i (&shorts)[R][C][2]) {
   const __m256i bits = _mm256_set1_epi16(static_cast<int16_t>(out.bits));
   const uint8_t* const column_kinds = out.column_kinds ? out.column_kinds + j : nullptr;
-  const int32_t* const kind_offsets = out.kind_offsets + i * GemmOutput::kKinds;
+  const int32_t* const kind_offsets = column_kinds ? out.kind_offsets + i * GemmOutput::kKinds : nullptr;
   const int64_t stride = out.stride, sign_stride = out.sign_stride;
   float* const floats = out.floats + i * stride + j;
   const float* const residual = (kFeatures & kResidual) != 0 ? out.residual + i * stride + j : nullptr;
@@ -369,7 +369,8 @@ __attribute__((noinline)) void Tile(const uint8_t* rows, const uint8_t* panels, 
     for (int r = 0; r < R; ++r) StoreShortRowBits<C>(out, i + r, j, shorts[r]);
     return;
   }
-  constexpr bool kFloats = kForm == StoreForm::kFloatRows || (kForm == StoreForm::kFloatColumns && R == 4);
+  // Whole 4-row tiles only: the 1-row ones (a remainder of rows) would double the stores' code for little.
+  constexpr bool kFloats = (kForm == StoreForm::kFloatRows || kForm == StoreForm::kFloatColumns) && R == kTileRows;
   if constexpr (kFloats) {
     if (lanes == C * kNibbleColumns && !long_field && ShortFloats(out)) {
       static constexpr ShortFloatsFns<R, C, kForm == StoreForm::kFloatColumns> kFns;
