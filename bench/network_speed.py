@@ -31,6 +31,7 @@ from popcount_floor import MachineProbe, load_probe
 from timing import (
     SPIN_PAUSE_S,
     HostLoad,
+    L1Probe,
     interleaved_medians_ms,
     interleaved_rounds_ms,
     kernel_choice,
@@ -113,14 +114,14 @@ def export_models(name: str, folder: Path) -> dict[str, Path]:
     return paths | dict.fromkeys(LCE_OPTIONS, flatbuffer)
 
 
-def report(name: str, paths: dict[str, Path], rounds: int,
-           probe: MachineProbe | None) -> None:
+def report(name: str, paths: dict[str, Path], rounds: int, probe: MachineProbe | None,
+           l1: L1Probe | None) -> None:
     sizes = {kind: path.stat().st_size / 2**20 for kind, path in paths.items()}
     print(f"{name}: file size ORT float {sizes['ort float']:.1f} MiB, bnn2onnx {sizes['bnn2onnx']:.2f} MiB"
           + (f", LCE {sizes['lce']:.2f} MiB" if "lce" in sizes else ", LCE not installed"))
     x = np.random.default_rng(0).standard_normal(INPUT_SHAPE).astype(np.float32)
     for threads in (1, 2):
-        load = HostLoad(probe.l1_load_seconds if probe else None)
+        load = HostLoad(l1)
         runs = {kind: runner(kind, path, threads) for kind, path in paths.items()}
         medians = interleaved_medians_ms({kind: partial(run, x) for kind, run in runs.items()}, rounds, timed=3,
                                          warmup=1, pause_s=SPIN_PAUSE_S, host=load)
@@ -140,7 +141,7 @@ def report(name: str, paths: dict[str, Path], rounds: int,
         scaled += ("machine",)
         scaling_runs |= {"machine 1": partial(probe.triples, PROBE_TRIPLES, 1),
                          "machine 2": partial(probe.triples, PROBE_TRIPLES // 2, 2)}
-    load = HostLoad(probe.l1_load_seconds if probe else None)
+    load = HostLoad(l1)
     times = interleaved_rounds_ms(scaling_runs, rounds, timed=3, warmup=1, pause_s=SPIN_PAUSE_S, host=load)
     medians = medians_ms(times)
     print(f"  2 threads over 1 (all in the same interleaved rounds, {load}; ratio of medians, median of the rounds' "
@@ -166,9 +167,10 @@ def main() -> None:
     print(kernel_choice())
     if probe:
         print(probe.describe())
+    l1 = L1Probe(probe.l1_load_seconds) if probe else None
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models:
-            report(name, export_models(name, Path(folder)), args.rounds, probe)
+            report(name, export_models(name, Path(folder)), args.rounds, probe, l1)
 
 
 if __name__ == "__main__":

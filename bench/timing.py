@@ -7,6 +7,7 @@ measured.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -95,14 +96,28 @@ def _steal_and_total_jiffies() -> tuple[int, int] | None:
 
 
 @dataclass
+class L1Probe:
+    """Seconds of a fixed loop of loads from L1 (`sample`), and the fastest sample of the run so far: the core's
+    speed when the host is quiet."""
+
+    sample: Callable[[], float]
+    fastest: float = math.inf
+
+    def __call__(self) -> float:
+        seconds = self.sample()
+        self.fastest = min(self.fastest, seconds)
+        return seconds
+
+
+@dataclass
 class HostLoad:
     """The machine's load over a measurement, from creation to str(): the load average at both ends, on a VM the
-    share of its vCPUs' time the hypervisor gave to other guests (steal), and with an `l1_probe` (seconds of a fixed
-    loop of loads from L1) the median of its samples over their fastest. A contended host shows in steal, not in the
-    load average: its vCPUs simply run less. A shared core shows in neither: on this VM, loads ran 1.6x slower in
-    phases of seconds while steal stayed near 0 and register-only arithmetic kept its speed."""
+    share of its vCPUs' time the hypervisor gave to other guests (steal), and with an `l1_probe` the median of its
+    samples over the fastest of the run (l1_slowdown). A contended host shows in steal, not in the load average: its
+    vCPUs simply run less. A shared core shows in neither: on this VM, loads ran 1.6x slower in phases of seconds
+    while steal stayed near 0 and register-only arithmetic kept its speed."""
 
-    l1_probe: Callable[[], float] | None = None
+    l1_probe: L1Probe | None = None
     load: float = field(default_factory=lambda: os.getloadavg()[0])
     jiffies: tuple[int, int] | None = field(default_factory=_steal_and_total_jiffies)
     l1_samples: list[float] = field(default_factory=list)
@@ -111,12 +126,18 @@ class HostLoad:
         if self.l1_probe:
             self.l1_samples.append(self.l1_probe())
 
+    def l1_slowdown(self) -> float | None:
+        """How much slower the core's loads ran over the measurement than at their fastest in the run."""
+        if not self.l1_probe or not self.l1_samples:
+            return None
+        return statistics.median(self.l1_samples) / self.l1_probe.fastest
+
     def __str__(self) -> str:
         text = f"load {self.load:.2f}->{os.getloadavg()[0]:.2f}"
         now = _steal_and_total_jiffies()
         if self.jiffies is not None and now is not None and now[1] != self.jiffies[1]:
             text += f", steal {100 * (now[0] - self.jiffies[0]) / (now[1] - self.jiffies[1]):.1f}%"
-        if self.l1_samples:
-            slowdown = statistics.median(self.l1_samples) / min(self.l1_samples)
+        slowdown = self.l1_slowdown()
+        if slowdown is not None:
             text += f", L1 loads {slowdown:.2f}x their fastest"
         return text
