@@ -151,8 +151,7 @@ inline __attribute__((always_inline)) void StoreShortRowBits(const GemmOutput& o
   const uint8_t* const column_kinds = out.column_kinds ? out.column_kinds + j : nullptr;
   KindBytes kinds{};
   if (column_kinds) kinds = KindBytesOf(out.kind_offsets + i * GemmOutput::kKinds);
-  const int32_t* const row_offsets =
-      out.row_kinds && out.row_kinds[i] != 0 ? out.kind_offsets + out.row_kinds[i] * out.kinds_stride + j : nullptr;
+  const int32_t* const row_offsets = RowKindOffsets(out, i, j);
   Word* const words = out.words + i * out.stride + j / kWordBits;
   const int32_t *const below = out.below + j, *const above = out.above + j;
   for (int c = 0; c < C; ++c) {
@@ -268,10 +267,7 @@ inline __attribute__((always_inline)) void StoreShortFloatColumns(const GemmOutp
   const float *const post_multipliers = post ? out.post_multiplier + j : nullptr;
   const float* const post_biases = post ? out.post_bias + j : nullptr;
   const int32_t* row_offsets[4];
-  for (int r = 0; r < 4; ++r) {
-    const int32_t kind = out.row_kinds ? out.row_kinds[i + r] : 0;
-    row_offsets[r] = kind != 0 ? out.kind_offsets + kind * out.kinds_stride + j : nullptr;
-  }
+  for (int r = 0; r < 4; ++r) row_offsets[r] = RowKindOffsets(out, i + r, j);
   uint32_t signs[4][C] = {};
   for (int c = 0; c < C; ++c) {
     __m256i dots[4][2];

@@ -24,17 +24,24 @@ StoreForm FormOf(const GemmOutput& out) {
   return out.transposed ? StoreForm::kFloatColumns : StoreForm::kFloatRows;
 }
 
+// Row i's border offsets by kind of pixel as rows (GemmOutput::row_kinds) for the columns from j, or null where
+// row i is no border pixel.
+inline const int32_t* RowKindOffsets(const GemmOutput& out, int64_t i, int64_t j) {
+  const int32_t kind = out.row_kinds ? out.row_kinds[i] : 0;
+  return kind != 0 ? out.kind_offsets + kind * out.kinds_stride + j : nullptr;
+}
+
 // Row i's dot products of the kVectors runs of 8 columns from j (counts[v]: columns j + 8v to j + 8v + 7).
 template <int kVectors>
 inline __attribute__((always_inline)) void Dots(const GemmOutput& out, int64_t i, int64_t j,
                                                const __m256i (&counts)[kVectors], __m256i (&dots)[kVectors]) {
   const __m256i bits = _mm256_set1_epi32(out.bits);
+  const int32_t* const row_offsets = RowKindOffsets(out, i, j);
   for (int v = 0; v < kVectors; ++v) {
     dots[v] = _mm256_sub_epi32(bits, _mm256_add_epi32(counts[v], counts[v]));
     const int64_t at = j + 8 * v;
-    if (out.row_kinds && out.row_kinds[i] != 0) {
-      const int32_t* offsets = out.kind_offsets + out.row_kinds[i] * out.kinds_stride + at;
-      dots[v] = _mm256_add_epi32(dots[v], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets)));
+    if (row_offsets) {
+      dots[v] = _mm256_add_epi32(dots[v], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row_offsets + 8 * v)));
     }
     if (out.column_kinds) {
       // Offsets of 16 kinds: the kind's low 3 bits pick within each half of the row's table, bit 3 the half.
